@@ -1,0 +1,40 @@
+"""Task suite: one registry of typed task descriptions and gymnasium environment builders.
+
+Public API::
+
+    from algd_jax.envs import get_task, make_env, list_tasks
+    spec = get_task("HalfCheetahVelocity")          # TaskSpec (frozen dataclass)
+    env = make_env("HalfCheetahVelocity", seed=0)   # gymnasium.Env, info["cost"] per step
+    list_tasks()                                    # every registered name
+
+Built-in tasks (registered on import): the paper's speed-cost velocity tasks on gymnasium's
+MuJoCo ``*-v4`` envs and Safety-Gymnasium's indicator-cost velocity and navigation tasks
+(``safety-gymnasium`` is imported lazily, when such an env is built). Other task families
+register themselves with :func:`register_task`.
+"""
+
+# ``builtin`` registers the built-in tasks when imported (it imports the registry itself).
+from algd_jax.envs import builtin as _builtin  # noqa: F401
+from algd_jax.envs.errors import MissingDependencyError, UnknownTaskError
+from algd_jax.envs.registry import (
+    EnvConstructor,
+    describe_tasks,
+    get_task,
+    list_tasks,
+    make_env,
+    register_task,
+)
+from algd_jax.envs.spec import TaskSpec, episodic_limit_to_budget
+
+__all__ = [
+    "EnvConstructor",
+    "MissingDependencyError",
+    "TaskSpec",
+    "UnknownTaskError",
+    "describe_tasks",
+    "episodic_limit_to_budget",
+    "get_task",
+    "list_tasks",
+    "make_env",
+    "register_task",
+]
