@@ -241,7 +241,7 @@ def draw_update_noise(
     return UpdateNoise(critic_init, critic_steps, actor_init, actor_steps, taus, mc)
 
 
-def _critic_step(
+def critic_step(
     state: AgentState, batch: Batch, noise: UpdateNoise
 ) -> tuple[CriticTrainState, CriticTrainState, Metrics]:
     """TD step of the double-Q reward critic and of the cost ensemble."""
@@ -362,7 +362,7 @@ def update_with_noise(
     Metrics are scalars, left on the device.
     """
     config = state.config
-    critic, cost, metrics = _critic_step(state, batch, noise)
+    critic, cost, metrics = critic_step(state, batch, noise)
 
     (_, actor_metrics), actor_grads = jax.value_and_grad(
         lambda p: actor_loss_fn(state, p, critic.params, cost.params, batch["obs"], noise),
