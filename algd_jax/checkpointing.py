@@ -1,0 +1,171 @@
+"""Orbax checkpoints of a training run: the agent state, the replay buffer and the loop state.
+
+Layout inside a run directory::
+
+    checkpoints/last/<env_step>/{agent,replay,loop}   # the latest `keep` checkpoints
+    checkpoints/best/<env_step>/{agent,loop}          # best feasible evaluation so far
+
+`agent` is the whole `AgentState` pytree (train states, targets, multiplier, step, PRNG
+key), `replay` the filled rows of the ring buffer, `loop` a JSON document with everything
+else the loop needs to continue exactly (env step, episode index, the current episode's
+actions, numpy generator state, partial-epoch sums) and a checksum of the array items, so
+that a corrupt or truncated checkpoint is reported instead of silently resumed.
+
+Checkpoints are written synchronously: the replay arrays are mutated in place right after a
+save, and orbax's asynchronous mode would race with that.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any, Literal
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+from algd_jax.train_config import RunError
+
+Which = Literal["last", "best"]
+
+
+class CheckpointError(RunError):
+    """A checkpoint that cannot be read back, or whose content fails its checksum."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, exit_code=1)
+
+
+def _leaf_bytes(leaf: Any) -> bytes:
+    if isinstance(leaf, jax.Array) and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+        leaf = jax.random.key_data(leaf)
+    return np.ascontiguousarray(jax.device_get(leaf)).tobytes()
+
+
+def digest(tree: Any) -> str:
+    """A content hash of every array leaf of `tree` (shape-insensitive, order-sensitive)."""
+    h = hashlib.blake2b(digest_size=16)
+    for leaf in jax.tree.leaves(tree):
+        h.update(_leaf_bytes(leaf))
+    return h.hexdigest()
+
+
+def _abstract(tree: Any) -> Any:
+    return jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
+
+
+class Checkpointer:
+    """Saves and restores the checkpoints of one run directory.
+
+    Args:
+        run_dir: the run directory; checkpoints go to `run_dir/checkpoints/{last,best}`.
+        keep: number of latest checkpoints to keep (older ones are removed on save).
+    """
+
+    def __init__(self, run_dir: Path, keep: int = 3) -> None:
+        self.root = Path(run_dir).absolute() / "checkpoints"
+        self._managers: dict[str, ocp.CheckpointManager] = {}
+        self._keep = {"last": keep, "best": 1}
+
+    def _manager(self, which: Which) -> ocp.CheckpointManager:
+        if which not in self._managers:
+            options = ocp.CheckpointManagerOptions(
+                max_to_keep=self._keep[which], enable_async_checkpointing=False, create=True
+            )
+            self._managers[which] = ocp.CheckpointManager(self.root / which, options=options)
+        return self._managers[which]
+
+    def steps(self, which: Which = "last") -> list[int]:
+        """Env steps of the stored checkpoints, ascending."""
+        if not (self.root / which).is_dir():
+            return []
+        return sorted(self._manager(which).all_steps())
+
+    def save(
+        self,
+        step: int,
+        agent: Any,
+        loop: dict[str, Any],
+        replay: dict[str, np.ndarray] | None = None,
+        which: Which = "last",
+    ) -> Path:
+        """Write one checkpoint at env step `step`; returns its directory.
+
+        `loop` must be JSON-serialisable; checksums of `agent` and `replay` are added to it.
+        """
+        loop = dict(loop)
+        loop["checksums"] = {"agent": digest(agent)}
+        items = {"agent": ocp.args.StandardSave(agent)}
+        if replay is not None:
+            loop["checksums"]["replay"] = digest(replay)
+            items["replay"] = ocp.args.StandardSave(replay)
+        items["loop"] = ocp.args.JsonSave(loop)
+        manager = self._manager(which)
+        manager.save(step, args=ocp.args.Composite(**items), force=True)
+        manager.wait_until_finished()
+        return self.root / which / str(step)
+
+    def restore(
+        self,
+        template: Any,
+        which: Which = "last",
+        step: int | None = None,
+        with_replay: bool = True,
+    ) -> tuple[Any, dict[str, np.ndarray] | None, dict[str, Any]]:
+        """Read back (agent, replay arrays or None, loop dict) of one checkpoint.
+
+        Args:
+            template: an agent state with the right structure, shapes and dtypes (e.g. a
+                freshly created agent with the same config); its values are not used.
+            which: `last` or `best`.
+            step: env step to read; the newest if None.
+            with_replay: also read the replay buffer (not stored in `best`).
+
+        Raises:
+            CheckpointError: nothing to restore, unreadable files, or a checksum mismatch.
+        """
+        steps = self.steps(which)
+        if not steps:
+            raise CheckpointError(f"no {which} checkpoint in {self.root / which}")
+        step = steps[-1] if step is None else step
+        where = self.root / which / str(step)
+        items = {
+            "agent": ocp.args.StandardRestore(_abstract(template)),
+            "loop": ocp.args.JsonRestore(),
+        }
+        if with_replay:
+            items["replay"] = ocp.args.StandardRestore()
+        try:
+            restored = self._manager(which).restore(step, args=ocp.args.Composite(**items))
+            agent, loop = restored["agent"], restored["loop"]
+            replay = restored["replay"] if with_replay else None
+        except Exception as err:  # orbax/tensorstore raise many types for damaged files
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise CheckpointError(
+                f"checkpoint {where} is corrupt or truncated ({reason[:200]}); "
+                f"{self._others(which, step)}"
+            ) from None
+        sums = loop.get("checksums", {}) if isinstance(loop, dict) else {}
+        parts = [("agent", agent)] + ([("replay", replay)] if with_replay else [])
+        for name, tree in parts:
+            if sums.get(name) != digest(tree):
+                raise CheckpointError(
+                    f"checkpoint {where} is corrupt: its {name} data fails the checksum; "
+                    f"{self._others(which, step)}"
+                )
+        return agent, replay, loop
+
+    def _others(self, which: Which, step: int) -> str:
+        others = [s for s in self.steps(which) if s != step]
+        if not others:
+            return "no other checkpoint to fall back on"
+        return (
+            f"other checkpoints: steps {others}; move the damaged directory aside to "
+            f"resume from step {others[-1]}"
+        )
+
+    def close(self) -> None:
+        for manager in self._managers.values():
+            manager.close()
+        self._managers.clear()

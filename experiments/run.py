@@ -1,0 +1,75 @@
+"""Train ALGD on one task.
+
+    python -m experiments.run --task HalfCheetahVelocity            # a new run
+    python -m experiments.run --resume runs/algd-HalfCheetahVelocity/seed0-<timestamp>
+    python -m experiments.run --list-tasks
+    python -m experiments.run --help                                # every field, presets
+
+Ctrl-C saves a checkpoint and exits; `--resume RUN_DIR` continues exactly where it stopped.
+Problems the user can fix are reported as one line on stderr with a non-zero exit status.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Sequence
+
+from algd_jax.train_config import RunError, parse_command_line
+
+
+def list_tasks_table() -> str:
+    """One line per registered task: name, family, sizes, episode length and limit."""
+    from algd_jax.envs import get_task, list_tasks
+
+    lines = [f"{'task':<30} {'family':<11} {'obs':>4} {'act':>4} {'T':>5}  limit"]
+    for name in list_tasks():
+        try:
+            spec = get_task(name)
+        except ValueError:
+            spec = None
+        if spec is None:
+            spec = get_task(name, cost_limit=0.0)  # only for the sizes
+            limit = "needs --cost-limit"
+        elif spec.episode_cost_limit is None:
+            limit = f"h = {spec.cost_budget:g} on the discounted cost"
+        else:
+            limit = f"C = {spec.episode_cost_limit:g} per episode (h = {spec.cost_budget:.4g})"
+        lines.append(
+            f"{name:<30} {spec.family:<11} {spec.obs_dim:>4} {spec.act_dim:>4} "
+            f"{spec.max_episode_steps:>5}  {limit}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the process exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        config = parse_command_line(argv, prog="python -m experiments.run")
+        if config.list_tasks:
+            print(list_tasks_table())
+            return 0
+        # Imported late: parsing and --help stay fast, without JAX start-up.
+        from algd_jax.training import train
+
+        result = train(config)
+    except RunError as err:
+        quiet = err.exit_code in (0, 130)  # not failures: a finished run, a clean stop
+        print(str(err) if quiet else f"error: {err}", file=sys.stderr)
+        return err.exit_code
+    row = result.last_row or {}
+    summary = ", ".join(
+        f"{label} {row[key]:.2f}"
+        for label, key in (("eval return", "eval/return"), ("eval cost", "eval/cost"))
+        if key in row and math.isfinite(row[key])
+    )
+    print(
+        f"done: {result.env_steps} env steps{', ' + summary if summary else ''}; "
+        f"run directory {result.run_dir}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
