@@ -224,18 +224,23 @@ def _float_or_none(text: str | None) -> float | None:
         return None
 
 
-def load_run_config(run_dir: Path) -> dict[str, Any]:
-    """The parsed `config.json` of a run directory; `RunError` if it is not a run."""
+def load_run_config(run_dir: Path, label: str = "") -> dict[str, Any]:
+    """The parsed `config.json` of a run directory ({} if it is not a run's config).
+
+    Raises `RunError` (message prefixed by `label`, e.g. "--resume") when the directory
+    or its config.json is missing or unreadable.
+    """
+    prefix = f"{label} {run_dir}" if label else str(run_dir)
     path = run_dir / "config.json"
     if not run_dir.is_dir():
-        raise RunError(f"--resume {run_dir}: no such directory")
+        raise RunError(f"{prefix}: no such directory")
     if not path.is_file():
-        raise RunError(f"--resume {run_dir}: not a run directory (no config.json)")
+        raise RunError(f"{prefix}: not a run directory (no config.json)")
     try:
         data = json.loads(path.read_text())
         return data if isinstance(data, dict) and "config" in data else {}
     except (OSError, json.JSONDecodeError) as err:
-        raise RunError(f"--resume {run_dir}: config.json is unreadable ({err})") from None
+        raise RunError(f"{prefix}: config.json is unreadable ({err})") from None
 
 
 def parse_command_line(argv: Sequence[str], prog: str = "experiments.run") -> TrainConfig:
@@ -251,7 +256,7 @@ def parse_command_line(argv: Sequence[str], prog: str = "experiments.run") -> Tr
         return TrainConfig(list_tasks=True)
 
     if pre.resume is not None and not pre.help:
-        saved_data = load_run_config(Path(pre.resume))
+        saved_data = load_run_config(Path(pre.resume), "--resume")
         if not saved_data:
             raise RunError(f"--resume {pre.resume}: config.json does not describe a run")
         saved = TrainConfig.from_dict(saved_data["config"])

@@ -274,13 +274,13 @@ def default_run_dir(config: TrainConfig, root: Path = Path("runs")) -> Path:
     return candidate
 
 
-def _create_run_dir(path: Path) -> None:
+def _check_new_run_dir(path: Path) -> None:
+    """Refuse a run directory that already holds something: never overwrite a run."""
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
         raise RunError(
             f"--run-dir {path} already exists; choose a new directory or continue that run "
             f"with --resume {path}"
         )
-    path.mkdir(parents=True, exist_ok=True)
 
 
 def write_config(
@@ -329,6 +329,10 @@ class Trainer:
         self.spec = resolve_task(config)
         self.agent_config = resolve_agent_config(config, self.spec)
         spec = self.spec
+        if config.resume is None:
+            # checked before the slow set-up below, created only once that succeeded
+            self.run_dir = config.run_dir or default_run_dir(config, run_root)
+            _check_new_run_dir(self.run_dir)
         self.env = self._make_env()
         self.eval_env = self._make_env() if config.eval_episodes > 0 else None
         self.state = new_agent(self.agent_config, spec, config.seed)
@@ -377,8 +381,7 @@ class Trainer:
             write_config(self.run_dir, saved, self.agent_config, spec)
             resume_step: int | None = self.env_step
         else:
-            self.run_dir = config.run_dir or default_run_dir(config, run_root)
-            _create_run_dir(self.run_dir)
+            self.run_dir.mkdir(parents=True, exist_ok=True)
             config = dataclasses.replace(config, run_dir=self.run_dir)
             self.config = config
             write_config(self.run_dir, config, self.agent_config, spec)
@@ -533,6 +536,13 @@ class Trainer:
                     action = np.asarray(
                         _act(self.state, self.obs, self.act_key, self.env_step, False)
                     )
+                    if not np.isfinite(action).all():
+                        # a diverged policy: name the loss now rather than feed the simulator
+                        self._check_finite(jax.device_get(self.sums))
+                        raise NonFiniteLoss(
+                            f"non-finite action at env step {self.env_step + 1}; training "
+                            f"stopped. {self._last_good()}"
+                        )
                     next_obs, reward, terminated, truncated, info = env.step(action)
                     next_obs = np.asarray(next_obs, np.float32)
                     cost = float(info["cost"])
@@ -599,16 +609,19 @@ class Trainer:
         if not bad:
             return
         name = min(bad, key=lambda k: (bad[k], k))
+        step = int(sums["first_bad_step"][name])
+        raise NonFiniteLoss(
+            f"non-finite {name} at update {bad[name]} (after env step {step}); training "
+            f"stopped. {self._last_good()}"
+        )
+
+    def _last_good(self) -> str:
         last = (
             f"step {self.last_saved_step} in {self.checkpointer.root / 'last'}"
             if self.last_saved_step >= 0
             else "none yet"
         )
-        step = int(sums["first_bad_step"][name])
-        raise NonFiniteLoss(
-            f"non-finite {name} at update {bad[name]} (after env step {step}); training "
-            f"stopped. Last good checkpoint: {last}; logs kept in {self.run_dir}"
-        )
+        return f"Last good checkpoint: {last}; logs kept in {self.run_dir}"
 
     def _end_epoch(self, speed: tuple[float, float]) -> dict[str, float]:
         """Evaluate, log one row, save checkpoints; the only device sync of the epoch."""
