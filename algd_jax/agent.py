@@ -139,33 +139,45 @@ def create_agent(
     init_param = (
         np.log(config.init_multiplier) if config.multiplier == "adam" else config.init_multiplier
     )
+    # Strong int32 step counters: Python ints would come back from jit as weak-typed
+    # arrays, and the changed input signature would recompile the update once.
+    # Each a distinct buffer, since the state is donated.
+    step0 = partial(jnp.zeros, (), jnp.int32)
     return AgentState(
         actor=TrainState.create(
             apply_fn=actor_net.apply, params=actor_params, tx=optax.adam(config.actor_lr)
-        ),
+        ).replace(step=step0()),
         critic=CriticTrainState.create(
             apply_fn=critic_net.apply,
             params=critic_params,
             target_params=copy(critic_params),
             tx=optax.adam(config.critic_lr),
-        ),
+        ).replace(step=step0()),
         cost_critic=CriticTrainState.create(
             apply_fn=cost_net.apply,
             params=cost_params,
             target_params=copy(cost_params),
             tx=optax.adam(config.cost_critic_lr),
-        ),
+        ).replace(step=step0()),
         multiplier=TrainState.create(
             apply_fn=None,
             params={"value": jnp.asarray(init_param, jnp.float32)},
             tx=_multiplier_tx(config),
-        ),
-        step=jnp.zeros((), jnp.int32),
+        ).replace(step=step0()),
+        step=step0(),
         key=key,
         action_scale=jnp.asarray((action_high - action_low) / 2.0),
         action_bias=jnp.asarray((action_high + action_low) / 2.0),
         config=config,
     )
+
+
+def stack_states(states: list[AgentState]) -> AgentState:
+    """Stack agents of one config (e.g. several seeds) along a new leading axis, for
+    `jax.vmap` of the update over seeds. The static parts are taken from the first."""
+    treedef = jax.tree.structure(states[0])
+    columns = zip(*(jax.tree.leaves(s) for s in states), strict=True)
+    return jax.tree.unflatten(treedef, [jnp.stack(col) for col in columns])
 
 
 # ----------------------------------------------------------------------------- sampling
