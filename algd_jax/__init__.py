@@ -1,3 +1,18 @@
 """algd-jax: ALGD (Augmented Lagrangian-Guided Diffusion) for safe off-policy RL in JAX."""
 
 __version__ = "0.1.0"
+
+
+def _silence_adroit_notice() -> None:
+    # `import gymnasium` loads gymnasium-robotics as a plugin, which prints a notice about
+    # its Adroit hand tasks (never used here) to stderr on every command. The notice comes
+    # from the farama-notifications table; dropping its entry before gymnasium is imported
+    # keeps our command-line output clean without touching any environment.
+    try:
+        from farama_notifications import notifications
+    except ImportError:
+        return
+    notifications.pop("gymnasium_robotics", None)
+
+
+_silence_adroit_notice()
