@@ -426,3 +426,17 @@ update_many = jax.jit(_update_many, donate_argnums=0)
 update_many.__doc__ = """U updates as one `lax.scan` (state donated).
 
 Batch leaves `[U, B, ...]`; metrics come back stacked `[U]` and stay on the device."""
+
+
+@jax.jit
+def sample_trajectory(
+    state: AgentState, obs: jax.Array, key: jax.Array
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Trajectory sampling for the actor step: `(a_0, a_tau, tau)` for `obs [B, ds]`, with
+    `tau [B] ~ Uniform{0..K-1}` and `a_tau` the action right after reverse step tau."""
+    batch, action_dim = obs.shape[0], state.action_scale.shape[0]
+    k_noise, k_tau = jax.random.split(key)
+    init, steps = draw_chain_noise(k_noise, batch, action_dim, state.config.diffusion_steps)
+    taus = jax.random.randint(k_tau, (batch,), 0, state.config.diffusion_steps, jnp.int32)
+    chain = policy_chain(state, state.actor.params, obs, init, steps, taus)
+    return chain.a0, chain.a_tau, taus
