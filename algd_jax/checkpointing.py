@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
@@ -53,6 +54,19 @@ def digest(tree: Any) -> str:
 
 def _abstract(tree: Any) -> Any:
     return jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
+
+
+def _uncommitted(leaf: Any) -> Any:
+    """A copy of a restored array that is not committed to a device.
+
+    Orbax returns arrays committed to their saved sharding, and jit compiles separately for
+    committed and uncommitted inputs; a freshly created agent is uncommitted, so this keeps
+    a resumed run on the programs that are already compiled.
+    """
+    if isinstance(leaf, jax.Array) and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+        data = jnp.asarray(np.asarray(jax.random.key_data(leaf)))
+        return jax.random.wrap_key_data(data, impl=jax.random.key_impl(leaf))
+    return jnp.asarray(np.asarray(leaf))
 
 
 class Checkpointer:
@@ -138,7 +152,7 @@ class Checkpointer:
             items["replay"] = ocp.args.StandardRestore()
         try:
             restored = self._manager(which).restore(step, args=ocp.args.Composite(**items))
-            agent, loop = restored["agent"], restored["loop"]
+            agent, loop = jax.tree.map(_uncommitted, restored["agent"]), restored["loop"]
             replay = restored["replay"] if with_replay else None
         except Exception as err:  # orbax/tensorstore raise many types for damaged files
             reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__

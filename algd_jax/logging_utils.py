@@ -19,6 +19,8 @@ from typing import Any, Literal, TextIO
 from tensorboardX import SummaryWriter
 from tqdm import tqdm
 
+from algd_jax.train_config import RunError
+
 #: Columns that are not TensorBoard scalars (the x-axis and counters).
 INDEX_COLUMNS = ("epoch", "env_steps", "updates", "episodes")
 #: Columns whose values depend on the machine's speed, not on the run's numbers.
@@ -66,7 +68,10 @@ class ProgressLog:
         if not rows:
             return
         if list(rows[0]) != self.columns:
-            raise ValueError(f"{self.path} has other columns than this run writes")
+            raise RunError(
+                f"{self.path} has other columns than this version writes; resume the run "
+                f"with the version of algd-jax that started it"
+            )
         keep = [r for r in rows if int(r["env_steps"]) <= step]
         if len(keep) == len(rows):
             return
@@ -104,11 +109,20 @@ class Display:
 
     `bar`: a tqdm bar over env steps with ETA and the latest return, cost and multiplier;
     `lines`: one line per epoch; `off`: nothing. `auto` is `bar` when stdout is a terminal
-    and `off` otherwise, so logs of batch jobs stay clean.
+    and `off` otherwise, so logs of batch jobs stay clean. The cost shown is the one the
+    task's limit applies to: `cost_kind` "discounted_cost" or "cost" (summed).
     """
 
-    def __init__(self, mode: ProgressMode, total: int, initial: int, stream: TextIO | None = None):
+    def __init__(
+        self,
+        mode: ProgressMode,
+        total: int,
+        initial: int,
+        cost_kind: str = "cost",
+        stream: TextIO | None = None,
+    ) -> None:
         stream = stream or sys.stdout
+        self.cost_kind = cost_kind
         if mode == "auto":
             mode = "bar" if stream.isatty() else "off"
         self.mode = mode
@@ -155,10 +169,11 @@ class Display:
             print(
                 f"epoch {row['epoch']:>4}  steps {row['env_steps']:>8}  "
                 f"return {_fmt(row['train/episode_return'])}  "
-                f"cost {_fmt(row['train/episode_cost'])}  "
-                f"eval {_fmt(row['eval/return'])} / {_fmt(row['eval/cost'])}  "
+                f"cost {_fmt(row[f'train/episode_{self.cost_kind}'])}  "
+                f"eval {_fmt(row['eval/return'])} / {_fmt(row[f'eval/{self.cost_kind}'])}  "
                 f"lam {_fmt(row.get('train/multiplier'), '.3g')}  "
-                f"{_fmt(row['time/env_steps_per_s'])} steps/s",
+                f"{_fmt(row['time/env_steps_per_s'])} steps/s  "
+                f"{_fmt(row['time/updates_per_s'])} updates/s",
                 file=self.stream,
                 flush=True,
             )

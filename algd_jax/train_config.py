@@ -208,7 +208,7 @@ def _preparse(argv: Sequence[str]) -> argparse.Namespace:
     Values that do not parse are left for tyro, which reports them properly.
     """
     pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
-    for flag in ("--task", "--cost-limit", "--resume", "--agent"):
+    for flag in ("--task", "--cost-limit", "--resume", "--run-dir", "--agent"):
         pre.add_argument(flag, default=None)
     pre.add_argument("--paper-setting", action="store_true")
     pre.add_argument("--list-tasks", action="store_true")
@@ -283,8 +283,9 @@ def parse_command_line(argv: Sequence[str], prog: str = "experiments.run") -> Tr
                 f"--resume {pre.resume}: --{name.replace('_', '-')} {new} on the command line "
                 f"disagrees with {old} in its config.json"
             )
+        # The run lives where --resume points, wherever it was first created.
         run_dir = Path(pre.resume)
-        if parsed.run_dir is not None and parsed.run_dir.resolve() != run_dir.resolve():
+        if pre.run_dir is not None and Path(pre.run_dir).resolve() != run_dir.resolve():
             raise RunError("--run-dir and --resume name different directories; pass only --resume")
         return dataclasses.replace(parsed, resume=run_dir, run_dir=run_dir).validate()
 

@@ -142,15 +142,22 @@ def _train_step(
 
 
 def new_agent(agent_config: AgentConfig, spec: TaskSpec, seed: int) -> AgentState:
-    """A freshly initialised agent for the task, every leaf a JAX array.
+    """A freshly initialised agent for the task, every leaf a strongly typed JAX array.
 
-    flax's `TrainState.create` leaves `step` a Python int; as an array the state has the
-    same leaf types before and after an update, which a checkpoint template needs.
+    flax's `TrainState.create` leaves `step` a Python int, which JAX treats as weakly typed;
+    a state restored from a checkpoint has strongly typed leaves. Fixing the types here
+    keeps one compiled program for fresh, updated and restored states (weak types are part
+    of jit's cache key) and gives checkpoint templates the leaf types they restore.
     """
     state = create_agent(
         agent_config, spec.obs_dim, np.asarray(spec.action_low), np.asarray(spec.action_high), seed
     )
-    return jax.tree.map(jnp.asarray, state)
+
+    def strong(leaf: Any) -> jax.Array:
+        leaf = jnp.asarray(leaf)
+        return jnp.asarray(leaf, dtype=leaf.dtype)
+
+    return jax.tree.map(strong, state)
 
 
 # -- host-side bookkeeping ------------------------------------------------------------
@@ -329,6 +336,8 @@ class Trainer:
         self.spec = resolve_task(config)
         self.agent_config = resolve_agent_config(config, self.spec)
         spec = self.spec
+        # the episode cost that the task's limit applies to, for the terminal display
+        self.cost_kind = "discounted_cost" if spec.eval_cost == "discounted" else "cost"
         if config.resume is None:
             # checked before the slow set-up below, created only once that succeeded
             self.run_dir = config.run_dir or default_run_dir(config, run_root)
@@ -375,7 +384,11 @@ class Trainer:
         if config.resume is not None:
             self.run_dir = Path(config.resume)
             self.checkpointer = Checkpointer(self.run_dir, keep=config.keep_checkpoints)
-            self._restore()
+            try:
+                self._restore()
+            except BaseException:
+                self.checkpointer.close()
+                raise
             # record a raised --total-steps; `resume` itself is not part of the run's config
             saved = dataclasses.replace(config, resume=None)
             write_config(self.run_dir, saved, self.agent_config, spec)
@@ -523,7 +536,9 @@ class Trainer:
             )
         epoch_timer = time.perf_counter()
         epoch_timer_step, epoch_timer_updates = self.env_step, self.epoch_updates
-        display = Display(cfg.progress, total=cfg.total_steps, initial=self.env_step)
+        display = Display(
+            cfg.progress, total=cfg.total_steps, initial=self.env_step, cost_kind=self.cost_kind
+        )
         self.display = display
         last_row: dict[str, float] | None = None
         cost_gamma = self.agent_config.cost_gamma
@@ -587,7 +602,7 @@ class Trainer:
         summary = self.episode.summary()
         self.epoch_episodes.append(summary)
         self.last_episode = summary
-        self.display.status(episode_return=summary["return"], episode_cost=summary["cost"])
+        self.display.status(episode_return=summary["return"], episode_cost=summary[self.cost_kind])
         self.episode_index += 1
         self.episode = Episode(
             seed=stream_seed(self.config.seed, TRAIN_ENV_STREAM, self.episode_index)
