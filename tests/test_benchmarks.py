@@ -1,0 +1,128 @@
+"""The quick mode of every benchmark runs and writes a complete JSON (no assertions on
+times), and the jitted updates do not recompile when only the data change."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from algd_jax.agent import update, update_many
+from benchmarks import acting, loop, scaling, train_step
+from benchmarks.common import make_agent, make_batch, quick_config
+
+MACHINE_KEYS = {"date", "platform", "device_kind", "cpu_model", "jax", "loadavg_start"}
+
+
+def positive(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+
+
+def check_positive(entry: dict[str, Any], keys: list[str], where: str) -> None:
+    for key in keys:
+        assert key in entry, f"{where}: missing {key}"
+        assert positive(entry[key]), f"{where}.{key} = {entry[key]!r}"
+
+
+def load(path: Path, result: dict[str, Any]) -> dict[str, Any]:
+    data = json.loads(path.read_text())
+    assert data == json.loads(json.dumps(result))  # what was returned is what was written
+    assert data["quick"] is True
+    assert MACHINE_KEYS <= set(data["machine"])
+    assert len(data["machine"]["loadavg_end"]) == 3
+    return data
+
+
+STATS = ["median_ms", "min_ms", "p90_ms", "mean_ms", "calls"]
+
+
+def test_train_step_quick(tmp_path, capsys):
+    out = tmp_path / "train_step.json"
+    data = load(out, train_step.main(["--quick", "--out", str(out)]))
+    check_positive(data["matmul_peak"], ["median_gflops", "best_gflops", "flops"], "peak")
+    assert len(data["points"]) == 1
+    point = data["points"][0]
+    check_positive(point, ["flops_per_update", "ideal_ms", "batch_size"], "point")
+    for kind in ("single", "fused"):
+        check_positive(
+            point[kind],
+            [*STATS, "compile_s", "trace_lower_s", "gflops", "ratio_to_peak", "ratio_to_ideal"],
+            kind,
+        )
+    assert "GFLOP/s" in capsys.readouterr().out
+
+
+def test_scaling_quick(tmp_path):
+    out = tmp_path / "scaling.json"
+    data = load(out, scaling.main(["--quick", "--out", str(out)]))
+    assert set(data["tables"]) == {"mc_samples", "ensemble_size", "batch_size", "diffusion_steps"}
+    for axis, rows in data["tables"].items():
+        assert rows
+        for row in rows:
+            check_positive(row, [axis, *STATS, "compile_s", "flops_per_update", "gflops"], axis)
+
+
+def test_acting_quick(tmp_path):
+    out = tmp_path / "acting.json"
+    data = load(out, acting.main(["--quick", "--out", str(out)]))
+    assert {"stochastic", "deterministic"} <= set(data["results"])
+    for label, entry in data["results"].items():
+        for part in ("device", "round_trip", "loop_style"):
+            check_positive(
+                entry[part], ["median_us", "min_us", "p90_us", "mean_us"], f"{label}.{part}"
+            )
+
+
+def test_loop_quick(tmp_path):
+    out = tmp_path / "loop.json"
+    data = load(out, loop.main(["--quick", "--out", str(out)]))
+    steady = data["steady"]
+    check_positive(
+        steady,
+        [
+            "wall_s",
+            "env_steps",
+            "updates",
+            "env_steps_per_s",
+            "updates_per_s",
+            "s_per_1000_step_epoch",
+            "ms_per_update_in_loop",
+        ],
+        "steady",
+    )
+    check_positive(data["loop_reported"], ["env_steps_per_s", "updates_per_s"], "loop")
+    assert set(steady["shares"]) == {*loop.PHASES, "other"}
+    assert all(0.0 <= v <= 1.0 for v in steady["shares"].values())
+    assert sum(steady["shares"].values()) == pytest.approx(1.0, abs=1e-6)
+    # every phase of an updating step ran once per step (the update once per U updates)
+    calls = steady["phase_calls"]
+    assert calls["update"] == steady["env_steps"] == calls["action"] == calls["replay_sample"]
+    assert steady["updates"] == steady["env_steps"] * data["updates_per_step"]
+
+
+@pytest.mark.parametrize("fused", [True, False], ids=["update_many", "update"])
+def test_update_does_not_recompile_for_new_data(fused):
+    """One compiled program per agent structure and shapes: new batch values, new index
+    values and the state returned by the previous call all reuse it."""
+    fn = update_many if fused else update
+    rng = np.random.default_rng(0)
+    state = make_agent(quick_config(ensemble_size=2, mc_samples=2))
+    leading = (2,) if fused else ()
+
+    def call(state, seed):
+        batch = make_batch(np.random.default_rng(seed), 32, leading)
+        if fused:
+            return fn(state, batch)
+        return fn(state, batch, jnp.asarray(rng.integers(0, 10), jnp.int32))
+
+    state, _ = call(state, 0)
+    size = fn._cache_size()
+    for seed in range(1, 5):
+        state, metrics = call(state, seed)
+    assert np.isfinite(np.asarray(metrics["critic_loss"])).all()
+    assert fn._cache_size() == size
