@@ -138,7 +138,8 @@ class Display:
                 file=stream,
                 desc="train",
             )
-        self._status: dict[str, str] = {}
+        # fixed order of the fields after the bar; "-" until a value is known
+        self._status: dict[str, str] = dict.fromkeys(("ret", "cost", "lam", "eval"), "-")
 
     def step(self, n: int = 1) -> None:
         if self._bar is not None:
@@ -150,17 +151,18 @@ class Display:
         episode_cost: float | None = None,
         multiplier: float | None = None,
         eval_return: float | None = None,
+        eval_cost: float | None = None,
     ) -> None:
-        """Update the fields shown after the bar (None leaves a field as it was)."""
-        new = {
-            "ret": episode_return,
-            "cost": episode_cost,
-            "lam": multiplier,
-            "eval": eval_return,
-        }
-        for key, value in new.items():
-            if value is not None:
-                self._status[key] = _fmt(value, ".3g" if key == "lam" else ".1f")
+        """Update the fields shown after the bar (None leaves a field as it was): the latest
+        training episode's return and cost, the multiplier, the evaluation return/cost."""
+        if episode_return is not None:
+            self._status["ret"] = _fmt(episode_return)
+        if episode_cost is not None:
+            self._status["cost"] = _fmt(episode_cost)
+        if multiplier is not None:
+            self._status["lam"] = _fmt(multiplier, ".3g")
+        if eval_return is not None:
+            self._status["eval"] = f"{_fmt(eval_return)}/{_fmt(eval_cost)}"
         if self._bar is not None:
             self._bar.set_postfix(self._status, refresh=False)
 

@@ -321,6 +321,9 @@ class TrainResult:
     run_dir: Path
     env_steps: int
     last_row: dict[str, float] | None
+    cost_column: str
+    """The progress column the cost limit applies to (`eval/cost` or `eval/discounted_cost`)."""
+    cost_limit: float
 
 
 class Trainer:
@@ -596,7 +599,13 @@ class Trainer:
             display.close()
             self.log.close()
             self.checkpointer.close()
-        return TrainResult(self.run_dir, self.env_step, last_row)
+        return TrainResult(
+            self.run_dir,
+            self.env_step,
+            last_row,
+            f"eval/{self.cost_kind}",
+            cost_limit_of(self.spec),
+        )
 
     def _end_episode(self) -> None:
         summary = self.episode.summary()
@@ -682,7 +691,9 @@ class Trainer:
         self.log.write(row)
         self.display.epoch(row)
         self.display.status(
-            multiplier=metrics.get("train/multiplier"), eval_return=eval_summary["return"]
+            multiplier=metrics.get("train/multiplier"),
+            eval_return=eval_summary["return"],
+            eval_cost=eval_summary[self.cost_kind],
         )
         # Start the next epoch's accumulators before saving, so the checkpoint describes
         # the state right after this epoch.

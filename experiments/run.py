@@ -59,15 +59,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(str(err) if quiet else f"error: {err}", file=sys.stderr)
         return err.exit_code
     row = result.last_row or {}
-    summary = ", ".join(
-        f"{label} {row[key]:.2f}"
-        for label, key in (("eval return", "eval/return"), ("eval cost", "eval/cost"))
-        if key in row and math.isfinite(row[key])
-    )
-    print(
-        f"done: {result.env_steps} env steps{', ' + summary if summary else ''}; "
-        f"run directory {result.run_dir}"
-    )
+    summary = ""
+    if math.isfinite(row.get("eval/return", math.nan)):
+        cost_label = result.cost_column.removeprefix("eval/").replace("_", " ")
+        summary = (
+            f", eval return {row['eval/return']:.2f}, eval {cost_label} "
+            f"{row[result.cost_column]:.2f} (limit {result.cost_limit:g})"
+        )
+    print(f"done: {result.env_steps} env steps{summary}; run directory {result.run_dir}")
     return 0
 
 
