@@ -111,10 +111,17 @@ class CriticEnsemble(nn.Module):
             CriticMLP,
             variable_axes={"params": 0},
             split_rngs={"params": True},
-            in_axes=None,
+            in_axes=0,
             out_axes=0,
             axis_size=self.members,
         )
+        # The inputs are broadcast to a member axis (a view, not a copy, inside jit) so that
+        # every layer is one batched matrix product [members, rows, ...] in the member-major
+        # layout of the parameters. Shared (unbatched) inputs make XLA merge the first layer
+        # into one [rows, members * hidden] product whose output it then transposes, in the
+        # forward and in every backward pass.
+        obs = jnp.broadcast_to(obs, (self.members, *obs.shape))
+        action = jnp.broadcast_to(action, (self.members, *action.shape))
         return ensemble(self.hidden, self.activation, self.kernel_init, name="members")(obs, action)
 
 
