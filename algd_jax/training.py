@@ -456,12 +456,7 @@ class Trainer:
                 "updates": self.epoch_updates,
                 "start_step": self.epoch_start_step,
             },
-            "sums": {
-                "sum": {k: float(v) for k, v in sums["sum"].items()},
-                "count": int(sums["count"]),
-                "first_bad": {k: int(v) for k, v in sums["first_bad"].items()},
-                "first_bad_step": {k: int(v) for k, v in sums["first_bad_step"].items()},
-            },
+            "sums": jax.tree.map(lambda x: x.item(), sums),  # exact: f32 -> float -> f32
             "replay": self.replay.meta(),
         }
 
@@ -493,15 +488,9 @@ class Trainer:
             self.epoch_episodes = list(loop["epoch"]["episodes"])
             self.epoch_updates = int(loop["epoch"]["updates"])
             self.epoch_start_step = int(loop["epoch"]["start_step"])
-            sums = loop["sums"]
-            self.sums = {
-                "sum": {k: jnp.float32(sums["sum"][k]) for k in self.metric_names},
-                "count": jnp.int32(sums["count"]),
-                **{
-                    part: {k: jnp.int32(sums[part][k]) for k in self.metric_names}
-                    for part in ("first_bad", "first_bad_step")
-                },
-            }
+            self.sums = jax.tree.map(
+                lambda zero, value: jnp.asarray(value, zero.dtype), self.sums, loop["sums"]
+            )
             self.episode = Episode(**loop["episode"])
             saved_obs = np.asarray(loop["obs"], np.float32)
         except (KeyError, TypeError, ValueError) as err:
@@ -532,6 +521,7 @@ class Trainer:
         self.session_start = time.perf_counter()
         if self.env_step >= cfg.total_steps:
             self.log.close()
+            self.checkpointer.close()
             raise RunError(
                 f"run {self.run_dir} already has {self.env_step} env steps (--total-steps "
                 f"{cfg.total_steps}); raise --total-steps to continue it",
@@ -543,6 +533,11 @@ class Trainer:
             cfg.progress, total=cfg.total_steps, initial=self.env_step, cost_kind=self.cost_kind
         )
         self.display = display
+        if self.last_episode is not None:  # a resumed run shows where it left off
+            display.status(
+                episode_return=self.last_episode["return"],
+                episode_cost=self.last_episode[self.cost_kind],
+            )
         last_row: dict[str, float] | None = None
         cost_gamma = self.agent_config.cost_gamma
         env, replay = self.env, self.replay
