@@ -19,8 +19,6 @@ from typing import Literal
 
 import tyro
 
-from algd_jax.train_config import RunError
-
 #: Random stream of these evaluation episodes (distinct from training's streams 0-3).
 EVALUATE_STREAM = 4
 
@@ -59,16 +57,12 @@ def _video_path(run_dir: Path, which: str, step: int) -> Path:
 
 def evaluate(args: EvaluateArgs) -> int:
     """Load the checkpoint, run the episodes, print the summary; returns the exit status."""
-    if args.episodes < 1:
-        raise RunError(f"--episodes must be a positive integer, got {args.episodes}")
-    if args.video and "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):
-        os.environ["MUJOCO_GL"] = "egl"  # must be set before mujoco is imported
-
     import numpy as np
 
     from algd_jax.checkpointing import Checkpointer
     from algd_jax.envs import make_env
     from algd_jax.train_config import (
+        RunError,
         TrainConfig,
         load_run_config,
         resolve_agent_config,
@@ -163,6 +157,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = tyro.cli(EvaluateArgs, args=argv, prog="python -m experiments.evaluate")
+    if args.episodes < 1:
+        print(f"error: --episodes must be a positive integer, got {args.episodes}", file=sys.stderr)
+        return 2
+    if args.video and "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):
+        os.environ["MUJOCO_GL"] = "egl"  # read once, when mujoco is first imported
+    try:
+        # MuJoCo loads the OpenGL library that MUJOCO_GL names when it is imported
+        from algd_jax.train_config import RunError
+    except Exception as err:
+        if "MUJOCO_GL" not in os.environ:
+            raise
+        reason = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+        print(
+            f"error: MuJoCo could not load MUJOCO_GL={os.environ['MUJOCO_GL']} ({reason}); "
+            f"{RENDER_HELP}",
+            file=sys.stderr,
+        )
+        return 1
     try:
         return evaluate(args)
     except RunError as err:

@@ -210,3 +210,20 @@ def test_evaluate_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     (tmp_path / "config.json").write_text(json.dumps({"hello": 1}))
     assert evaluate.main([str(tmp_path)]) == 2
     assert "does not describe a run" in error_line(capsys)
+
+
+@pytest.mark.slow
+def test_evaluate_writes_a_video(finished_run: Path, tmp_path: Path) -> None:
+    """About a minute: a 1000-frame episode rendered offscreen (EGL) and encoded as mp4."""
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    result = subprocess.run(
+        [sys.executable, "-m", "experiments.evaluate", str(run), "--episodes", "1", "--video"],
+        cwd=REPO,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    videos = list((run / "videos").glob("*.mp4"))
+    assert len(videos) == 1 and videos[0].stat().st_size > 10_000
