@@ -18,22 +18,9 @@ from algd_jax.checkpointing import Checkpointer
 from algd_jax.train_config import AgentOptions, TrainConfig
 from experiments import evaluate
 from experiments.run import main
+from tests.test_training import TINY
 
 REPO = Path(__file__).resolve().parents[1]
-
-TINY = [
-    "--epoch-steps", "100",
-    "--initial-steps", "50",
-    "--learning-starts", "50",
-    "--updates-per-step", "2",
-    "--batch-size", "32",
-    "--ensemble-size", "2",
-    "--mc-samples", "2",
-    "--diffusion-steps", "2",
-    "--critic-hidden", "16",
-    "--score-hidden", "16",
-    "--progress", "off",
-]  # fmt: skip
 
 
 @pytest.fixture(scope="module")

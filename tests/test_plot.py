@@ -10,21 +10,9 @@ import pytest
 
 from experiments import plot
 from experiments.run import main
+from tests.test_training import TINY as TRAINING_TINY
 
-TINY = [
-    "--epoch-steps", "100",
-    "--initial-steps", "50",
-    "--learning-starts", "50",
-    "--updates-per-step", "2",
-    "--batch-size", "32",
-    "--ensemble-size", "2",
-    "--mc-samples", "2",
-    "--diffusion-steps", "2",
-    "--critic-hidden", "16",
-    "--score-hidden", "16",
-    "--progress", "off",
-    "--total-steps", "200",
-]  # fmt: skip
+TINY = TRAINING_TINY + ["--total-steps", "200"]
 
 
 @pytest.fixture(scope="module")
