@@ -25,6 +25,7 @@ from benchmarks.common import (
     base_parser,
     block,
     cost_flops,
+    cpu_stats,
     device_line,
     format_table,
     machine_info,
@@ -33,7 +34,7 @@ from benchmarks.common import (
     paper_config,
     quick_config,
     summarize_ms,
-    time_calls,
+    time_calls_cpu,
     write_result,
 )
 
@@ -69,9 +70,11 @@ def measure_fused(
         holder[0] = block(new)
         block(metrics)
 
-    stats = summarize_ms(time_calls(call, reps, warmup=1), divisor=updates_per_call)
+    wall, cpu = time_calls_cpu(call, reps, warmup=1)
+    stats = summarize_ms(wall, divisor=updates_per_call)
     return {
         **stats,
+        **cpu_stats(cpu, updates_per_call, flops),
         "compile_s": compile_s,
         "flops_per_update": flops,
         "gflops": flops / (stats["median_ms"] * 1e6),
@@ -150,13 +153,23 @@ def report(result: dict[str, Any]) -> str:
     ]
     for axis, rows in result["tables"].items():
         table = format_table(
-            [axis, "median ms", "min ms", "p90 ms", "GFLOP/upd", "GFLOP/s", "paper ms (GPU)"],
+            [
+                axis,
+                "median ms",
+                "min ms",
+                "p90 ms",
+                "CPU ms",
+                "GFLOP/upd",
+                "GFLOP/s",
+                "paper ms (GPU)",
+            ],
             [
                 [
                     r[axis],
                     r["median_ms"],
                     r["min_ms"],
                     r["p90_ms"],
+                    r["cpu_median_ms"],
                     r["flops_per_update"] / 1e9,
                     r["gflops"],
                     r.get("paper_ms", float("nan")),

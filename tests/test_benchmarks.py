@@ -39,19 +39,31 @@ def load(path: Path, result: dict[str, Any]) -> dict[str, Any]:
 
 
 STATS = ["median_ms", "min_ms", "p90_ms", "mean_ms", "calls"]
+CPU = ["cpu_median_ms", "cpu_min_ms", "gflops_per_cpu_s"]
 
 
 def test_train_step_quick(tmp_path, capsys):
     out = tmp_path / "train_step.json"
     data = load(out, train_step.main(["--quick", "--out", str(out)]))
-    check_positive(data["matmul_peak"], ["median_gflops", "best_gflops", "flops"], "peak")
+    check_positive(
+        data["matmul_peak"], ["median_gflops", "best_gflops", "gflops_per_cpu_s", "flops"], "peak"
+    )
     assert len(data["points"]) == 1
     point = data["points"][0]
     check_positive(point, ["flops_per_update", "ideal_ms", "batch_size"], "point")
     for kind in ("single", "fused"):
         check_positive(
             point[kind],
-            [*STATS, "compile_s", "trace_lower_s", "gflops", "ratio_to_peak", "ratio_to_ideal"],
+            [
+                *STATS,
+                *CPU,
+                "compile_s",
+                "trace_lower_s",
+                "gflops",
+                "ratio_to_peak",
+                "ratio_to_ideal",
+                "cpu_ratio_to_peak",
+            ],
             kind,
         )
     assert "GFLOP/s" in capsys.readouterr().out
@@ -64,7 +76,9 @@ def test_scaling_quick(tmp_path):
     for axis, rows in data["tables"].items():
         assert rows
         for row in rows:
-            check_positive(row, [axis, *STATS, "compile_s", "flops_per_update", "gflops"], axis)
+            check_positive(
+                row, [axis, *STATS, *CPU, "compile_s", "flops_per_update", "gflops"], axis
+            )
 
 
 def test_acting_quick(tmp_path):
