@@ -12,7 +12,7 @@ draw that noise from the state's PRNG key. All of them are free of host work and
 
 from __future__ import annotations
 
-from functools import partial
+from functools import lru_cache, partial
 from typing import Any, NamedTuple
 
 import flax.struct as struct
@@ -110,6 +110,27 @@ def _multiplier_tx(config: AgentConfig) -> optax.GradientTransformation:
     return optax.sgd(config.multiplier_lr)
 
 
+@lru_cache(maxsize=64)
+def _static_parts(config: AgentConfig, action_dim: int) -> tuple[Any, ...]:
+    """The non-array parts of an agent: its three modules and four optimisers.
+
+    They are static fields of the state pytree (`apply_fn`, `tx`), compared by identity when
+    a jitted function looks up its compiled programs. Building them once per
+    `(config, action_dim)` makes agents with equal configs share one pytree structure, so a
+    second agent (a new run, another seed, a restored checkpoint) reuses the compiled
+    `update`/`update_many`/`select_action` instead of compiling them again.
+    """
+    return (
+        score_module(config, action_dim),
+        critic_module(config),
+        cost_critic_module(config),
+        optax.adam(config.actor_lr),
+        optax.adam(config.critic_lr),
+        optax.adam(config.cost_critic_lr),
+        _multiplier_tx(config),
+    )
+
+
 def create_agent(
     config: AgentConfig, obs_dim: int, action_low: np.ndarray, action_high: np.ndarray, seed: int
 ) -> AgentState:
@@ -127,9 +148,9 @@ def create_agent(
     key, k_actor, k_critic, k_cost = jax.random.split(key, 4)
     obs = jnp.zeros((1, obs_dim), jnp.float32)
     act = jnp.zeros((1, action_dim), jnp.float32)
-    actor_net = score_module(config, action_dim)
-    critic_net = critic_module(config)
-    cost_net = cost_critic_module(config)
+    actor_net, critic_net, cost_net, actor_tx, critic_tx, cost_tx, multiplier_tx = _static_parts(
+        config, action_dim
+    )
     actor_params = actor_net.init(k_actor, obs, act, jnp.zeros((1,), jnp.int32))
     critic_params = critic_net.init(k_critic, obs, act)
     cost_params = cost_net.init(k_cost, obs, act)
@@ -144,25 +165,25 @@ def create_agent(
     # Each a distinct buffer, since the state is donated.
     step0 = partial(jnp.zeros, (), jnp.int32)
     return AgentState(
-        actor=TrainState.create(
-            apply_fn=actor_net.apply, params=actor_params, tx=optax.adam(config.actor_lr)
-        ).replace(step=step0()),
+        actor=TrainState.create(apply_fn=actor_net.apply, params=actor_params, tx=actor_tx).replace(
+            step=step0()
+        ),
         critic=CriticTrainState.create(
             apply_fn=critic_net.apply,
             params=critic_params,
             target_params=copy(critic_params),
-            tx=optax.adam(config.critic_lr),
+            tx=critic_tx,
         ).replace(step=step0()),
         cost_critic=CriticTrainState.create(
             apply_fn=cost_net.apply,
             params=cost_params,
             target_params=copy(cost_params),
-            tx=optax.adam(config.cost_critic_lr),
+            tx=cost_tx,
         ).replace(step=step0()),
         multiplier=TrainState.create(
             apply_fn=None,
             params={"value": jnp.asarray(init_param, jnp.float32)},
-            tx=_multiplier_tx(config),
+            tx=multiplier_tx,
         ).replace(step=step0()),
         step=step0(),
         key=key,
