@@ -15,6 +15,7 @@ register themselves with :func:`register_task`.
 
 # ``builtin`` registers the built-in tasks when imported (it imports the registry itself).
 from algd_jax.envs import builtin as _builtin  # noqa: F401
+from algd_jax.envs import toy as _toy  # noqa: F401  (registers ToyTwoModeBandit)
 from algd_jax.envs.errors import MissingDependencyError, UnknownTaskError
 from algd_jax.envs.registry import (
     EnvConstructor,
