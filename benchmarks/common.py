@@ -278,3 +278,28 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 def block(tree: Any) -> Any:
     """`jax.block_until_ready` on every leaf; returns the tree."""
     return jax.block_until_ready(tree)
+
+
+def time_update_calls(
+    step: Callable[[Any], tuple[Any, Any]],
+    state: Any,
+    reps: int,
+    warmup: int,
+    updates_per_call: int,
+    flops: float,
+) -> tuple[dict[str, float], Any]:
+    """Time `state, metrics = step(state)` (the state is donated, so each call is fed the
+    previous call's result). Returns per-update wall/CPU statistics, achieved GFLOP/s from
+    `flops` per update, and the last state."""
+    holder = [state]
+
+    def call() -> None:
+        new, metrics = step(holder[0])
+        holder[0] = block(new)
+        block(metrics)
+
+    wall, cpu = time_calls_cpu(call, reps, warmup=warmup)
+    stats = summarize_ms(wall, divisor=updates_per_call)
+    stats.update(cpu_stats(cpu, updates_per_call, flops))
+    stats["gflops"] = flops / (stats["median_ms"] * 1e6)
+    return stats, holder[0]

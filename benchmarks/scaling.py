@@ -23,9 +23,7 @@ from algd_jax.agent import update_many
 from algd_jax.config import AgentConfig
 from benchmarks.common import (
     base_parser,
-    block,
     cost_flops,
-    cpu_stats,
     device_line,
     format_table,
     machine_info,
@@ -33,8 +31,7 @@ from benchmarks.common import (
     make_batch,
     paper_config,
     quick_config,
-    summarize_ms,
-    time_calls_cpu,
+    time_update_calls,
     write_result,
 )
 
@@ -63,21 +60,13 @@ def measure_fused(
     compiled = update_many.lower(state, many).compile()
     compile_s = time.perf_counter() - start
     flops = cost_flops(compiled)
-    holder = [state]
-
-    def call() -> None:
-        new, metrics = update_many(holder[0], many)
-        holder[0] = block(new)
-        block(metrics)
-
-    wall, cpu = time_calls_cpu(call, reps, warmup=1)
-    stats = summarize_ms(wall, divisor=updates_per_call)
+    stats, _ = time_update_calls(
+        lambda st: update_many(st, many), state, reps, 1, updates_per_call, flops
+    )
     return {
         **stats,
-        **cpu_stats(cpu, updates_per_call, flops),
         "compile_s": compile_s,
         "flops_per_update": flops,
-        "gflops": flops / (stats["median_ms"] * 1e6),
         "updates_per_call": updates_per_call,
     }
 

@@ -31,9 +31,7 @@ from algd_jax.agent import update, update_many
 from algd_jax.config import AgentConfig
 from benchmarks.common import (
     base_parser,
-    block,
     cost_flops,
-    cpu_stats,
     device_line,
     format_table,
     machine_info,
@@ -42,8 +40,7 @@ from benchmarks.common import (
     matmul_peak,
     paper_config,
     quick_config,
-    summarize_ms,
-    time_calls_cpu,
+    time_update_calls,
     write_result,
 )
 
@@ -77,47 +74,30 @@ def measure_update(
     compiled = lowered.compile()
     compiled_at = time.perf_counter()
     flops = cost_flops(compiled)
-    holder = [state]
-
-    def single_call() -> None:
-        new, metrics = update(holder[0], one, index)
-        holder[0] = block(new)
-        block(metrics)
-
-    times, cpu = time_calls_cpu(single_call, reps_single, warmup=2)
-    stats = summarize_ms(times)
+    stats, state = time_update_calls(
+        lambda st: update(st, one, index), state, reps_single, 2, 1, flops
+    )
     result["single"] = {
         **stats,
-        **cpu_stats(cpu, 1, flops),
         "trace_lower_s": lowered_at - start,
         "compile_s": compiled_at - lowered_at,
-        "gflops": flops / (stats["median_ms"] * 1e6),
     }
 
     # fused U updates ----------------------------------------------------------------
-    state = holder[0]
     start = time.perf_counter()
     lowered = update_many.lower(state, many)
     lowered_at = time.perf_counter()
     compiled = lowered.compile()
     compiled_at = time.perf_counter()
     scan_flops = cost_flops(compiled)
-    holder = [state]
-
-    def fused_call() -> None:
-        new, metrics = update_many(holder[0], many)
-        holder[0] = block(new)
-        block(metrics)
-
-    times, cpu = time_calls_cpu(fused_call, reps_fused, warmup=1)
-    stats = summarize_ms(times, divisor=updates_per_call)
+    stats, _ = time_update_calls(
+        lambda st: update_many(st, many), state, reps_fused, 1, updates_per_call, flops
+    )
     result["fused"] = {
         **stats,
-        **cpu_stats(cpu, updates_per_call, flops),
         "updates_per_call": updates_per_call,
         "trace_lower_s": lowered_at - start,
         "compile_s": compiled_at - lowered_at,
-        "gflops": flops / (stats["median_ms"] * 1e6),
         "cost_analysis_flops_scan": scan_flops,
     }
     result["flops_per_update"] = flops
