@@ -32,7 +32,7 @@ from algd_jax.diffusion import (
     ve_chain,
     ve_schedule,
 )
-from algd_jax.energy import make_energy, qc_risk
+from algd_jax.energy import EnergyFn, make_energy, qc_risk
 from algd_jax.networks import CriticEnsemble, ScoreNet, cost_critic, reward_critic
 from algd_jax.score_target import mc_score_target
 
@@ -311,6 +311,23 @@ def critic_step(
     return critic.apply_gradients(grads=q_grads), cost.apply_gradients(grads=qc_grads), metrics
 
 
+def state_energy(
+    state: AgentState, critic_params: Any, cost_params: Any, budget: float | None = None
+) -> EnergyFn:
+    """The configured energy (L_A, or L for `lgd`) with the given critics and the state's
+    current multiplier; `budget` overrides the config's h."""
+    config = state.config
+    return make_energy(
+        lambda o, a: state.critic.apply_fn(critic_params, o, a),
+        lambda o, a: state.cost_critic.apply_fn(cost_params, o, a),
+        multiplier_value(config, state.multiplier.params["value"]),
+        config.cost_budget if budget is None else budget,
+        config.rho,
+        config.kappa,
+        config.augmented,
+    )
+
+
 def actor_loss_fn(
     state: AgentState,
     actor_params: Any,
@@ -321,16 +338,7 @@ def actor_loss_fn(
 ) -> tuple[jax.Array, Metrics]:
     """Actor (score-net) loss with the given critics and the current multiplier."""
     config = state.config
-    lam = multiplier_value(config, state.multiplier.params["value"])
-    energy = make_energy(
-        lambda o, a: state.critic.apply_fn(critic_params, o, a),
-        lambda o, a: state.cost_critic.apply_fn(cost_params, o, a),
-        lam,
-        config.cost_budget,
-        config.rho,
-        config.kappa,
-        config.augmented,
-    )
+    energy = state_energy(state, critic_params, cost_params)
     chain = policy_chain(
         state, actor_params, obs, noise.actor_init, noise.actor_steps, noise.actor_taus
     )

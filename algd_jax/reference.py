@@ -29,10 +29,11 @@ from algd_jax.agent import (
     multiplier_value,
     policy_chain,
     proposal_sigma,
+    state_energy,
     update_with_noise,
 )
 from algd_jax.config import AgentConfig
-from algd_jax.energy import augmented_lagrangian, make_energy, qc_risk
+from algd_jax.energy import augmented_lagrangian, qc_risk
 from algd_jax.interop import (
     cost_critic_params_from_torch,
     critic_params_from_torch,
@@ -84,14 +85,14 @@ def config_from_dump(dump: Mapping[str, np.ndarray]) -> tuple[AgentConfig, int, 
     return config, int(raw["state_dim"]), int(raw["action_dim"])
 
 
-def agent_from_dump(dump: Mapping[str, np.ndarray], prefix: str = "") -> AgentState:
-    """An agent whose networks, targets and multiplier are the dump's (`prefix` picks the
-    `upd.` post-update copy)."""
+def agent_from_dump(dump: Mapping[str, np.ndarray]) -> AgentState:
+    """An agent whose networks, targets and multiplier are the dump's pre-update ones
+    (targets start equal to the online critics unless the dump stores them)."""
     config, obs_dim, action_dim = config_from_dump(dump)
     scale = np.asarray(dump["action_scale"], np.float32)
     bias = np.asarray(dump["action_bias"], np.float32)
     state = create_agent(config, obs_dim, bias - scale, bias + scale, seed=0)
-    arrays = {k[len(prefix) :]: v for k, v in dump.items() if k.startswith(prefix)}
+    arrays = dump
     critic = critic_params_from_torch(arrays)
     cost = cost_critic_params_from_torch(arrays)
     critic_target = (
@@ -105,7 +106,7 @@ def agent_from_dump(dump: Mapping[str, np.ndarray], prefix: str = "") -> AgentSt
         else cost
     )
     copy = lambda tree: jax.tree.map(jnp.array, tree)  # noqa: E731 - distinct buffers
-    log_lam = float(dump["log_lam"]) if not prefix else float(dump["upd.log_lam"])
+    log_lam = float(dump["log_lam"])
     return state.replace(
         actor=state.actor.replace(params=score_params_from_torch(arrays)),
         critic=state.critic.replace(params=critic, target_params=copy(critic_target)),
@@ -135,16 +136,8 @@ def _energy_parts(state: AgentState, obs, action, budget: float) -> dict[str, ja
 
 
 def _score_target(state: AgentState, obs, a_tau, tau, noise, budget: float) -> jax.Array:
-    config = dataclasses.replace(state.config, cost_budget=budget)
-    energy = make_energy(
-        lambda o, a: state.critic.apply_fn(state.critic.params, o, a),
-        lambda o, a: state.cost_critic.apply_fn(state.cost_critic.params, o, a),
-        multiplier_value(config, state.multiplier.params["value"]),
-        budget,
-        config.rho,
-        config.kappa,
-        config.augmented,
-    )
+    config = state.config
+    energy = state_energy(state, state.critic.params, state.cost_critic.params, budget)
     sigma_tau = jnp.asarray(proposal_sigma(config))[tau]
     return mc_score_target(energy, obs, a_tau, sigma_tau, noise, config.beta)
 
