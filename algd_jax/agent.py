@@ -22,6 +22,7 @@ import numpy as np
 import optax
 from flax.training.train_state import TrainState
 
+from algd_jax.compile_options import tuned_jit
 from algd_jax.config import AgentConfig
 from algd_jax.diffusion import (
     ChainResult,
@@ -34,7 +35,7 @@ from algd_jax.diffusion import (
 )
 from algd_jax.energy import EnergyFn, make_energy, qc_risk
 from algd_jax.networks import CriticEnsemble, ScoreNet, cost_critic, reward_critic
-from algd_jax.score_target import mc_score_target
+from algd_jax.score_target import mc_score_target_and_energy_at
 
 Batch = dict[str, jax.Array]
 Metrics = dict[str, jax.Array]
@@ -243,7 +244,7 @@ def proposal_sigma(config: AgentConfig) -> np.ndarray:
     return ve_schedule(config.diffusion_steps, config.sigma_min, config.sigma_max).sigmas
 
 
-@partial(jax.jit, static_argnames="deterministic")
+@tuned_jit(static_argnames="deterministic")
 def select_action(
     state: AgentState, obs: jax.Array, key: jax.Array, deterministic: bool = False
 ) -> jax.Array:
@@ -343,14 +344,26 @@ def actor_loss_fn(
         state, actor_params, obs, noise.actor_init, noise.actor_steps, noise.actor_taus
     )
     sigma_tau = jnp.asarray(proposal_sigma(config))[noise.actor_taus]
-    phi_star = mc_score_target(
-        energy, obs, jax.lax.stop_gradient(chain.a_tau), sigma_tau, noise.mc, config.beta
+    # The energy at the final action joins the Monte-Carlo samples in one critic evaluation.
+    # Its action gradient, held fixed, is then chained through a_0 by hand: the surrogate
+    # mean(<g, a_0>) has the gradient of mean L(s, a_0) with respect to the actor (critics and
+    # multiplier are constants here), and the value is put back to mean L(s, a_0).
+    phi_star, energy_a0, grad_a0 = mc_score_target_and_energy_at(
+        energy,
+        obs,
+        jax.lax.stop_gradient(chain.a_tau),
+        sigma_tau,
+        noise.mc,
+        config.beta,
+        action=chain.a0,
     )
     phi, _ = state.actor.apply_fn(actor_params, obs, chain.a_tau, noise.actor_taus)
     score_mse = jnp.mean((phi - phi_star) ** 2)
-    energy_mean = jnp.mean(energy(obs, chain.a0))
+    energy_mean = jnp.mean(energy_a0)
+    surrogate = jnp.mean(jnp.sum(jax.lax.stop_gradient(grad_a0) * chain.a0, axis=-1))
+    energy_term = surrogate - jax.lax.stop_gradient(surrogate) + energy_mean
     if config.actor_loss == "hybrid":
-        loss = energy_mean + config.score_loss_weight * score_mse
+        loss = energy_term + config.score_loss_weight * score_mse
     else:
         loss = score_mse
     metrics = {
@@ -433,7 +446,7 @@ def _update_from_key(
     return update_with_noise(state.replace(key=key), batch, noise, index)
 
 
-@partial(jax.jit, donate_argnums=0)
+@tuned_jit(donate_argnums=0)
 def update(
     state: AgentState, batch: Batch, index: jax.Array | int = 0
 ) -> tuple[AgentState, Metrics]:
@@ -451,13 +464,13 @@ def _update_many(state: AgentState, batch: Batch) -> tuple[AgentState, Metrics]:
     return jax.lax.scan(body, state, (jnp.arange(num_updates), batch))
 
 
-update_many = jax.jit(_update_many, donate_argnums=0)
+update_many = tuned_jit(_update_many, donate_argnums=0)
 update_many.__doc__ = """U updates as one `lax.scan` (state donated).
 
 Batch leaves `[U, B, ...]`; metrics come back stacked `[U]` and stay on the device."""
 
 
-@jax.jit
+@tuned_jit
 def sample_trajectory(
     state: AgentState, obs: jax.Array, key: jax.Array
 ) -> tuple[jax.Array, jax.Array, jax.Array]:

@@ -31,7 +31,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +42,7 @@ import numpy as np
 
 from algd_jax.agent import AgentState, create_agent, select_action, update_many
 from algd_jax.checkpointing import Checkpointer
+from algd_jax.compile_options import tuned_jit
 from algd_jax.config import AgentConfig
 from algd_jax.envs import TaskSpec, make_env
 from algd_jax.logging_utils import TIMING_PREFIX, Display, ProgressLog
@@ -94,7 +94,7 @@ def stream_seed(seed: int, stream: int, *counters: int) -> int:
 # -- jitted pieces (module level, so every run in a process shares the compiled code) ---
 
 
-@partial(jax.jit, static_argnames="deterministic")
+@tuned_jit(static_argnames="deterministic")
 def _act(
     state: AgentState, obs: jax.Array, key: jax.Array, step: jax.Array, deterministic: bool
 ) -> jax.Array:
@@ -114,7 +114,7 @@ def _new_sums(names: list[str]) -> dict[str, Any]:
     }
 
 
-@partial(jax.jit, donate_argnums=(0, 1))
+@tuned_jit(donate_argnums=(0, 1))
 def _train_step(
     state: AgentState,
     sums: dict[str, Any],

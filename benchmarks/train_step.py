@@ -214,13 +214,17 @@ def report(result: dict[str, Any]) -> str:
         rows,
     )
     first = result["points"][0] if result["points"] else {}
+    rates = ", ".join(
+        f"{name} {entry['median_gflops']:.1f}" for name, entry in peak.get("by_options", {}).items()
+    )
     header = (
         f"ALGD update, ms per update (batch {first.get('batch_size')}, K "
         f"{first.get('diffusion_steps')}, critics {first.get('critic_hidden')}, score net "
         f"{first.get('score_hidden')}, obs 17, act 6)\n{device_line(result['machine'])}\n"
         f"matmul peak ({peak['shape']} f32): {peak['median_gflops']:.1f} GFLOP/s median, "
         f"{peak['best_gflops']:.1f} best, "
-        f"{peak['gflops_per_cpu_s']:.1f} per CPU-s\n'x ideal' = median / (FLOPs / peak); "
+        f"{peak['gflops_per_cpu_s']:.1f} per CPU-s (the faster of {rates}; compiled with "
+        f"'{peak['options']}' options)\n'x ideal' = median / (FLOPs / peak); "
         f"'CPU ms' = process CPU time per update (all threads; the steadier figure when other "
         f"work loads the machine); GFLOP/CPU-s = FLOPs / that; 'CPU of peak' = that / the "
         f"matmul's GFLOP per CPU-s"

@@ -7,16 +7,26 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from algd_jax.score_target import energy_and_grad, mc_score_target
+from algd_jax.score_target import energy_and_grad, mc_score_target, mc_score_target_and_energy_at
 
 DA = 2
 
 
 def quadratic_energy(mu: jax.Array, curvature: float):
-    """L(a) = c/2 |a - mu|^2: the Boltzmann policy is N(mu, beta/c I)."""
+    """L(a) = c/2 |a - mu|^2 with one mu `[da]` for every row: the Boltzmann policy is
+    N(mu, beta/c I)."""
 
     def energy(obs, action):
         return 0.5 * curvature * jnp.sum((action - mu) ** 2, axis=-1)
+
+    return energy
+
+
+def quadratic_energy_centred_at_obs(curvature: float):
+    """L(s, a) = c/2 |a - s|^2: the state is the centre mu(s) = s of its Boltzmann policy."""
+
+    def energy(obs, action):
+        return 0.5 * curvature * jnp.sum((action - obs) ** 2, axis=-1)
 
     return energy
 
@@ -33,9 +43,8 @@ def mc_error(n_samples: int, rows: int = 4000, seed: int = 0) -> float:
     mu = jax.random.normal(k1, (rows, DA))
     a_tau = mu + jax.random.normal(k2, (rows, DA))
     noise = jax.random.normal(k3, (rows, n_samples, DA))
-    obs = jnp.zeros((rows, 1))
     target = mc_score_target(
-        quadratic_energy(mu, curvature), obs, a_tau, jnp.full((rows,), sigma), noise, beta
+        quadratic_energy_centred_at_obs(curvature), mu, a_tau, jnp.full((rows,), sigma), noise, beta
     )
     exact = analytic_noised_score(a_tau, mu, curvature, beta, sigma)
     return float(jnp.sqrt(jnp.mean((target - exact) ** 2)))
@@ -73,7 +82,7 @@ def test_lse_form_finite_where_naive_overflows():
         assert not jnp.any(jnp.isfinite(naive_w))
 
 
-def test_vmapped_target_equals_loop_over_samples():
+def test_batched_target_equals_loop_over_samples():
     rows, n = 5, 6
     keys = jax.random.split(jax.random.key(3), 4)
     w = jax.random.normal(keys[0], (DA + 3, 1))
@@ -120,3 +129,26 @@ def test_temperature_scales_single_sample_target(beta):
         quadratic_energy(jnp.zeros(DA), 2.0), obs, a_tau, jnp.zeros(3), jnp.zeros((3, 1, DA)), beta
     )
     np.testing.assert_allclose(target, -2.0 * a_tau / beta, rtol=1e-6)
+
+
+def test_energy_at_extra_actions_rides_along_without_changing_the_target():
+    rows, n = 6, 3
+    keys = jax.random.split(jax.random.key(4), 5)
+    w = jax.random.normal(keys[0], (DA + 3, 1))
+    obs = jax.random.normal(keys[1], (rows, 3))
+
+    def energy(o, a):
+        return jnp.tanh(jnp.concatenate([o, a], -1) @ w)[:, 0] + jnp.sum(a**4, -1)
+
+    a_tau = jax.random.normal(keys[2], (rows, DA))
+    noise = jax.random.normal(keys[3], (rows, n, DA))
+    final = jax.random.normal(keys[4], (rows, DA))
+    sigma = jnp.linspace(0.1, 1.0, rows)
+    alone = mc_score_target(energy, obs, a_tau, sigma, noise, 0.5)
+    target, value, grad = mc_score_target_and_energy_at(
+        energy, obs, a_tau, sigma, noise, 0.5, action=final
+    )
+    np.testing.assert_allclose(target, alone, rtol=1e-6, atol=1e-7)
+    expected_value, expected_grad = energy_and_grad(energy, obs, final)
+    np.testing.assert_allclose(value, expected_value, rtol=1e-6)
+    np.testing.assert_allclose(grad, expected_grad, rtol=1e-6, atol=1e-7)

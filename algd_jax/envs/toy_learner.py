@@ -43,6 +43,7 @@ from algd_jax.agent import (
     policy_chain,
     stack_states,
 )
+from algd_jax.compile_options import tuned_jit
 from algd_jax.config import AgentConfig
 from algd_jax.diffusion import draw_chain_noise
 from algd_jax.envs.toy import DEFAULT_BANDIT, TwoModeBandit
@@ -235,7 +236,7 @@ def train_bandit(
         [create_agent(config, 1, np.array([-1.0]), np.array([1.0]), seed) for seed in seeds]
     )
     keys = jnp.stack([jax.random.fold_in(jax.random.key(s), LOOP_STREAM) for s in seeds])
-    program = jax.jit(jax.vmap(lambda st, k: _run_one(st, k, run, bandit)))
+    program = tuned_jit(jax.vmap(lambda st, k: _run_one(st, k, run, bandit)))
     states, traces = program(states, keys)
     return states, {k: np.asarray(v) for k, v in traces.items()}
 
@@ -249,5 +250,5 @@ def policy_stats(
     """E_pi[r], E_pi[c] and lane masses of each seed's stochastic policy, `[S]` each, from
     `samples` draws (key: `jax.random.key(seed)` folded with `LOOP_STREAM + 1`)."""
     keys = jnp.stack([jax.random.fold_in(jax.random.key(s), LOOP_STREAM + 1) for s in seeds])
-    stats = jax.jit(jax.vmap(lambda st, k: _measure(st, k, samples, bandit)))(states, keys)
+    stats = tuned_jit(jax.vmap(lambda st, k: _measure(st, k, samples, bandit)))(states, keys)
     return {k: np.asarray(v) for k, v in stats.items()}
