@@ -261,18 +261,35 @@ def select_action(
 # ----------------------------------------------------------------------------- update
 
 
+def uniform_steps(key: jax.Array, batch: int, num_steps: int) -> jax.Array:
+    """`[B]` int32 diffusion steps, uniform on {0, ..., K-1}."""
+    u = jax.random.uniform(key, (batch,))
+    return jnp.minimum((u * num_steps).astype(jnp.int32), num_steps - 1)
+
+
 def draw_update_noise(
     key: jax.Array, config: AgentConfig, batch: int, action_dim: int
 ) -> UpdateNoise:
-    """All random draws of one update from one key."""
-    k_critic, k_actor, k_tau, k_mc = jax.random.split(key, 4)
-    critic_init, critic_steps = draw_chain_noise(
-        k_critic, batch, action_dim, config.diffusion_steps
+    """All random draws of one update from one key.
+
+    The normals of both chains and of the Monte-Carlo samples come from a single draw that is
+    then cut into parts: each threefry draw is a rolled loop of small kernels on CPU, and a
+    dozen of them cost about as much as a critic layer.
+    """
+    k_normal, k_tau = jax.random.split(key)
+    steps, mc = config.diffusion_steps, config.mc_samples
+    chain_size = (steps + 1) * batch * action_dim
+    normal = jax.random.normal(k_normal, (2 * chain_size + batch * mc * action_dim,))
+    critic_chain = normal[:chain_size].reshape(steps + 1, batch, action_dim)
+    actor_chain = normal[chain_size : 2 * chain_size].reshape(steps + 1, batch, action_dim)
+    return UpdateNoise(
+        critic_init=critic_chain[0],
+        critic_steps=critic_chain[1:],
+        actor_init=actor_chain[0],
+        actor_steps=actor_chain[1:],
+        actor_taus=uniform_steps(k_tau, batch, steps),
+        mc=normal[2 * chain_size :].reshape(batch, mc, action_dim),
     )
-    actor_init, actor_steps = draw_chain_noise(k_actor, batch, action_dim, config.diffusion_steps)
-    taus = jax.random.randint(k_tau, (batch,), 0, config.diffusion_steps, jnp.int32)
-    mc = jax.random.normal(k_mc, (batch, config.mc_samples, action_dim))
-    return UpdateNoise(critic_init, critic_steps, actor_init, actor_steps, taus, mc)
 
 
 def critic_step(
@@ -479,6 +496,6 @@ def sample_trajectory(
     batch, action_dim = obs.shape[0], state.action_scale.shape[0]
     k_noise, k_tau = jax.random.split(key)
     init, steps = draw_chain_noise(k_noise, batch, action_dim, state.config.diffusion_steps)
-    taus = jax.random.randint(k_tau, (batch,), 0, state.config.diffusion_steps, jnp.int32)
+    taus = uniform_steps(k_tau, batch, state.config.diffusion_steps)
     chain = policy_chain(state, state.actor.params, obs, init, steps, taus)
     return chain.a0, chain.a_tau, taus

@@ -270,3 +270,27 @@ def test_actor_gradient_equals_autodiff_through_the_energy_at_a0(variant):
     np.testing.assert_allclose(value, expected_value, rtol=1e-6)
     assert float(np.max(np.abs(flat(expected_grads)))) > 1e-3  # a gradient worth comparing
     np.testing.assert_allclose(flat(grads), flat(expected_grads), rtol=1e-5, atol=1e-7)
+
+
+def test_update_noise_parts_are_independent_standard_normals_and_uniform_steps():
+    rows = 4096
+    noise = draw_update_noise(jax.random.key(11), SMALL, rows, DA)
+    parts = {
+        "critic_init": (rows, DA),
+        "critic_steps": (SMALL.diffusion_steps, rows, DA),
+        "actor_init": (rows, DA),
+        "actor_steps": (SMALL.diffusion_steps, rows, DA),
+        "mc": (rows, SMALL.mc_samples, DA),
+    }
+    for name, shape in parts.items():
+        x = np.asarray(getattr(noise, name))
+        assert x.shape == shape, name
+        assert abs(x.mean()) < 0.03 and abs(x.std() - 1.0) < 0.03, name
+    # Cut from one draw: the parts must not overlap.
+    corr = np.corrcoef(np.ravel(noise.critic_init), np.ravel(noise.actor_init))[0, 1]
+    assert abs(corr) < 0.05
+    taus = np.asarray(noise.actor_taus)
+    assert taus.dtype == np.int32 and taus.min() == 0 and taus.max() == SMALL.diffusion_steps - 1
+    counts = np.bincount(taus, minlength=SMALL.diffusion_steps)
+    expected = rows / SMALL.diffusion_steps
+    assert np.all(np.abs(counts - expected) < 0.1 * expected), counts
