@@ -294,3 +294,13 @@ def test_update_noise_parts_are_independent_standard_normals_and_uniform_steps()
     counts = np.bincount(taus, minlength=SMALL.diffusion_steps)
     expected = rows / SMALL.diffusion_steps
     assert np.all(np.abs(counts - expected) < 0.1 * expected), counts
+
+
+def test_recomputed_silu_has_silu_values_and_gradients():
+    from algd_jax.networks import silu_recomputed
+
+    x = jnp.linspace(-30.0, 30.0, 1001)
+    np.testing.assert_allclose(silu_recomputed(x), jax.nn.silu(x), rtol=1e-6, atol=1e-7)
+    grad = jax.vmap(jax.grad(silu_recomputed))(x)
+    s = 1.0 / (1.0 + np.exp(-np.asarray(x, np.float64)))
+    np.testing.assert_allclose(grad, s * (1.0 + np.asarray(x) * (1.0 - s)), rtol=1e-5, atol=1e-6)
