@@ -47,13 +47,17 @@ def compiler_options() -> dict[str, str] | None:
     return dict(CPU_COMPILER_OPTIONS)
 
 
+try:  # private API; looked up once here, since every call of a tuned function asks it
+    from jax._src.core import trace_state_clean as _trace_state_clean
+except ImportError:  # moved: look for tracers among the arguments instead
+    _trace_state_clean = None
+
+
 def _tracing(args: Any, kwargs: Any) -> bool:
     """True when called while another function is being traced (inside a jit, vmap, grad)."""
-    try:
-        from jax._src.core import trace_state_clean
-    except ImportError:  # private API moved: look for tracers among the arguments instead
+    if _trace_state_clean is None:
         return any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves((args, kwargs)))
-    return not trace_state_clean()
+    return not _trace_state_clean()
 
 
 class _TunedJit:
