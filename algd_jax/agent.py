@@ -165,22 +165,18 @@ def create_agent(
     # arrays, and the changed input signature would recompile the update once.
     # Each a distinct buffer, since the state is donated.
     step0 = partial(jnp.zeros, (), jnp.int32)
+
+    def critic_state(net: CriticEnsemble, params: Any, tx: Any) -> CriticTrainState:
+        return CriticTrainState.create(
+            apply_fn=net.apply, params=params, target_params=copy(params), tx=tx
+        ).replace(step=step0())
+
     return AgentState(
         actor=TrainState.create(apply_fn=actor_net.apply, params=actor_params, tx=actor_tx).replace(
             step=step0()
         ),
-        critic=CriticTrainState.create(
-            apply_fn=critic_net.apply,
-            params=critic_params,
-            target_params=copy(critic_params),
-            tx=critic_tx,
-        ).replace(step=step0()),
-        cost_critic=CriticTrainState.create(
-            apply_fn=cost_net.apply,
-            params=cost_params,
-            target_params=copy(cost_params),
-            tx=cost_tx,
-        ).replace(step=step0()),
+        critic=critic_state(critic_net, critic_params, critic_tx),
+        cost_critic=critic_state(cost_net, cost_params, cost_tx),
         multiplier=TrainState.create(
             apply_fn=None,
             params={"value": jnp.asarray(init_param, jnp.float32)},
