@@ -2,14 +2,15 @@
 
 Layout inside a run directory::
 
-    checkpoints/last/<env_step>/{agent,replay,loop}   # the latest `keep` checkpoints
-    checkpoints/best/<env_step>/{agent,loop}          # best feasible evaluation so far
+    checkpoints/last/<env_step>/{agent,replay,loop,meta}   # the latest `keep` checkpoints
+    checkpoints/best/<env_step>/{agent,meta}               # best feasible evaluation so far
 
-`agent` is the whole `AgentState` pytree (train states, targets, multiplier, step, PRNG
-key), `replay` the filled rows of the ring buffer, `loop` a JSON document with everything
-else the loop needs to continue exactly (env step, episode index, the current episode's
-actions, numpy generator state, partial-epoch sums) and a checksum of the array items, so
-that a corrupt or truncated checkpoint is reported instead of silently resumed.
+`agent` is the algorithm's whole state pytree (train states, targets, multiplier, step,
+PRNG key), `replay` the filled rows of the ring buffer, `loop` the loop's state pytree
+(counters, the current episode's totals and actions, partial-epoch sums, best evaluation),
+and `meta` a JSON document: the format, a digest of the run's resolved config, and
+checksums of the array items, so that a corrupt or truncated checkpoint is reported
+instead of silently resumed.
 
 Checkpoints are written synchronously: the replay arrays are mutated in place right after a
 save, and orbax's asynchronous mode would race with that.
@@ -18,6 +19,7 @@ save, and orbax's asynchronous mode would race with that.
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -50,6 +52,22 @@ def digest(tree: Any) -> str:
     for leaf in jax.tree.leaves(tree):
         h.update(_leaf_bytes(leaf))
     return h.hexdigest()
+
+
+def _reason(err: BaseException) -> str:
+    """A short, printable reason from an orbax/tensorstore exception (no object reprs)."""
+    text = str(err).strip()
+    first = text.splitlines()[0] if text else type(err).__name__
+    first = re.sub(r"<[^<>]*(?:bound method|object at|function)[^<>]*>", "...", first)
+    return first[:200]
+
+
+def _as_template(template_leaf: Any, leaf: Any) -> Any:
+    """A restored loop-state leaf as the kind of array its template holds (numpy leaves
+    stay numpy; device leaves become uncommitted device arrays)."""
+    if isinstance(template_leaf, np.ndarray):
+        return np.asarray(leaf, dtype=template_leaf.dtype).copy()
+    return _uncommitted(leaf)
 
 
 def _abstract(tree: Any) -> Any:
@@ -100,40 +118,65 @@ class Checkpointer:
         self,
         step: int,
         agent: Any,
-        loop: dict[str, Any],
+        meta: dict[str, Any],
+        loop: Any = None,
         replay: dict[str, np.ndarray] | None = None,
         which: Which = "last",
     ) -> Path:
         """Write one checkpoint at env step `step`; returns its directory.
 
-        `loop` must be JSON-serialisable; checksums of `agent` and `replay` are added to it.
+        `meta` must be JSON-serialisable; checksums of the array items are added to it.
         """
-        loop = dict(loop)
-        loop["checksums"] = {"agent": digest(agent)}
+        meta = dict(meta)
+        meta["checksums"] = {"agent": digest(agent)}
         items = {"agent": ocp.args.StandardSave(agent)}
-        if replay is not None:
-            loop["checksums"]["replay"] = digest(replay)
-            items["replay"] = ocp.args.StandardSave(replay)
-        items["loop"] = ocp.args.JsonSave(loop)
+        for name, tree in (("loop", loop), ("replay", replay)):
+            if tree is not None:
+                meta["checksums"][name] = digest(tree)
+                items[name] = ocp.args.StandardSave(tree)
+        items["meta"] = ocp.args.JsonSave(meta)
         manager = self._manager(which)
         manager.save(step, args=ocp.args.Composite(**items), force=True)
         manager.wait_until_finished()
         return self.root / which / str(step)
+
+    def read_meta(self, which: Which = "last", step: int | None = None) -> dict[str, Any]:
+        """The JSON `meta` item of one checkpoint (the newest if `step` is None)."""
+        steps = self.steps(which)
+        if not steps:
+            raise CheckpointError(f"no {which} checkpoint in {self.root / which}")
+        step = steps[-1] if step is None else step
+        path = self.root / which / str(step) / "meta" / "metadata"
+        try:
+            import json
+
+            data = json.loads(path.read_text())
+        except (OSError, ValueError) as err:
+            raise CheckpointError(
+                f"checkpoint {path.parent.parent} is corrupt or truncated (its meta item is "
+                f"unreadable: {type(err).__name__}); {self._others(which, step)}"
+            ) from None
+        if not isinstance(data, dict):
+            raise CheckpointError(f"checkpoint {path.parent.parent} has a malformed meta item")
+        return data
 
     def restore(
         self,
         template: Any,
         which: Which = "last",
         step: int | None = None,
+        loop_template: Any = None,
         with_replay: bool = True,
-    ) -> tuple[Any, dict[str, np.ndarray] | None, dict[str, Any]]:
-        """Read back (agent, replay arrays or None, loop dict) of one checkpoint.
+    ) -> tuple[Any, Any, dict[str, np.ndarray] | None, dict[str, Any]]:
+        """Read back (agent, loop state or None, replay arrays or None, meta) of one
+        checkpoint.
 
         Args:
             template: an agent state with the right structure, shapes and dtypes (e.g. a
                 freshly created agent with the same config); its values are not used.
             which: `last` or `best`.
             step: env step to read; the newest if None.
+            loop_template: the loop state's structure, or None not to read it.
             with_replay: also read the replay buffer (not stored in `best`).
 
         Raises:
@@ -146,29 +189,35 @@ class Checkpointer:
         where = self.root / which / str(step)
         items = {
             "agent": ocp.args.StandardRestore(_abstract(template)),
-            "loop": ocp.args.JsonRestore(),
+            "meta": ocp.args.JsonRestore(),
         }
+        if loop_template is not None:
+            items["loop"] = ocp.args.StandardRestore(_abstract(loop_template))
         if with_replay:
             items["replay"] = ocp.args.StandardRestore()
         try:
             restored = self._manager(which).restore(step, args=ocp.args.Composite(**items))
-            agent, loop = jax.tree.map(_uncommitted, restored["agent"]), restored["loop"]
+            agent, meta = jax.tree.map(_uncommitted, restored["agent"]), restored["meta"]
+            loop = None
+            if loop_template is not None:
+                loop = jax.tree.map(_as_template, loop_template, restored["loop"])
             replay = restored["replay"] if with_replay else None
         except Exception as err:  # orbax/tensorstore raise many types for damaged files
-            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise CheckpointError(
-                f"checkpoint {where} is corrupt or truncated ({reason[:200]}); "
+                f"checkpoint {where} is corrupt or truncated ({_reason(err)}); "
                 f"{self._others(which, step)}"
             ) from None
-        sums = loop.get("checksums", {}) if isinstance(loop, dict) else {}
-        parts = [("agent", agent)] + ([("replay", replay)] if with_replay else [])
+        sums = meta.get("checksums", {}) if isinstance(meta, dict) else {}
+        parts = [("agent", agent)]
+        parts += [("loop", loop)] if loop_template is not None else []
+        parts += [("replay", replay)] if with_replay else []
         for name, tree in parts:
             if sums.get(name) != digest(tree):
                 raise CheckpointError(
                     f"checkpoint {where} is corrupt: its {name} data fails the checksum; "
                     f"{self._others(which, step)}"
                 )
-        return agent, replay, loop
+        return agent, loop, replay, meta
 
     def _others(self, which: Which, step: int) -> str:
         others = [s for s in self.steps(which) if s != step]

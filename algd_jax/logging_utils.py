@@ -107,10 +107,11 @@ def _fmt(x: float | None, spec: str = ".1f") -> str:
 class Display:
     """What the terminal shows while training.
 
-    `bar`: a tqdm bar over env steps with ETA and the latest return, cost and multiplier;
-    `lines`: one line per epoch; `off`: nothing. `auto` is `bar` when stdout is a terminal
-    and `off` otherwise, so logs of batch jobs stay clean. The cost shown is the one the
-    task's limit applies to: `cost_kind` "discounted_cost" or "cost" (summed).
+    `bar`: a tqdm bar over env steps with ETA and the latest return, cost and multiplier
+    (of the first seed); `lines`: one line per epoch and seed; `off`: nothing. `auto` is
+    `bar` when stdout is a terminal and `lines` otherwise (a log file, nohup, a batch job).
+    The cost shown is the one the task's limit applies to: `cost_kind` "discounted_cost" or
+    "cost" (summed).
     """
 
     def __init__(
@@ -120,11 +121,13 @@ class Display:
         initial: int,
         cost_kind: str = "cost",
         stream: TextIO | None = None,
+        seeds: list[int] | None = None,
     ) -> None:
         stream = stream or sys.stdout
         self.cost_kind = cost_kind
+        self.multi_seed = seeds is not None and len(seeds) > 1
         if mode == "auto":
-            mode = "bar" if stream.isatty() else "off"
+            mode = "bar" if stream.isatty() else "lines"
         self.mode = mode
         self.stream = stream
         self._bar: tqdm[Any] | None = None
@@ -166,10 +169,12 @@ class Display:
         if self._bar is not None:
             self._bar.set_postfix(self._status, refresh=False)
 
-    def epoch(self, row: Mapping[str, float | int]) -> None:
+    def epoch(self, row: Mapping[str, float | int], seed: int | None = None) -> None:
+        """One line for an epoch's row (of `seed`, named when the run has several)."""
         if self.mode == "lines":
+            who = f"seed {seed}  " if self.multi_seed and seed is not None else ""
             print(
-                f"epoch {row['epoch']:>4}  steps {row['env_steps']:>8}  "
+                f"{who}epoch {row['epoch']:>4}  steps {row['env_steps']:>8}  "
                 f"return {_fmt(row['train/episode_return'])}  "
                 f"cost {_fmt(row[f'train/episode_{self.cost_kind}'])}  "
                 f"eval {_fmt(row['eval/return'])} / {_fmt(row[f'eval/{self.cost_kind}'])}  "

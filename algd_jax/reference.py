@@ -20,8 +20,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from algd_jax.agent import (
+from algd_jax.algorithms.algd import (
     AgentState,
+    ALGDConfig,
     UpdateNoise,
     actor_loss_fn,
     create_agent,
@@ -32,7 +33,6 @@ from algd_jax.agent import (
     state_energy,
     update_with_noise,
 )
-from algd_jax.config import AgentConfig
 from algd_jax.energy import augmented_lagrangian, qc_risk
 from algd_jax.interop import (
     cost_critic_params_from_torch,
@@ -40,6 +40,7 @@ from algd_jax.interop import (
     score_params_from_torch,
 )
 from algd_jax.score_target import mc_score_target
+from algd_jax.types import Batch
 
 OUTPUT_TOLERANCE = 1e-5
 PARAMETER_TOLERANCE = 1e-4
@@ -56,10 +57,10 @@ class Comparison(NamedTuple):
         return bool(np.isfinite(self.max_rel) and self.max_rel <= self.tolerance)
 
 
-def config_from_dump(dump: Mapping[str, np.ndarray]) -> tuple[AgentConfig, int, int]:
-    """`(AgentConfig, obs_dim, action_dim)` from a dump's `config_json`."""
+def config_from_dump(dump: Mapping[str, np.ndarray]) -> tuple[ALGDConfig, int, int]:
+    """`(ALGDConfig, obs_dim, action_dim)` from a dump's `config_json`."""
     raw = json.loads(str(dump["config_json"]))
-    config = AgentConfig(
+    config = ALGDConfig(
         agent="algd",
         ensemble_size=int(raw["qc_ens_size"]),
         mc_samples=int(raw["score_mc_samples"]),
@@ -196,15 +197,15 @@ def recompute(dump: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     reward = f32("upd.reward")
     mask = f32("upd.mask")
     safetygym = bool(json.loads(str(dump["config_json"])).get("safetygym", False))
-    batch = {
-        "obs": f32("upd.state"),
-        "action": f32("upd.action"),
-        "reward": reward[:, 0],
-        "cost": reward[:, 1],
-        "next_obs": f32("upd.next_state"),
-        "mask_r": mask,
-        "mask_c": jnp.ones_like(mask) if safetygym else mask,
-    }
+    batch = Batch(
+        obs=f32("upd.state"),
+        action=f32("upd.action"),
+        reward=reward[:, 0],
+        cost=reward[:, 1],
+        next_obs=f32("upd.next_state"),
+        mask_r=mask,
+        mask_c=jnp.ones_like(mask) if safetygym else mask,
+    )
     noise = UpdateNoise(
         f32("upd.critic_noise_xT"),
         f32("upd.critic_noise_step"),
@@ -215,9 +216,12 @@ def recompute(dump: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     )
     critic, cost, _ = critic_step(state, batch, noise)
     grads = jax.grad(
-        lambda p: actor_loss_fn(state, p, critic.params, cost.params, batch["obs"], noise)[0]
+        lambda p: actor_loss_fn(state, p, critic.params, cost.params, batch.obs, noise)[0]
     )(state.actor.params)
-    new_state, metrics = update_with_noise(state, batch, noise, int(dump["upd.updates_arg"]))
+    # The authors' inner-loop index of this update decides whether their targets move; ours
+    # is the global update count (`state.step`), equal to it for the first update.
+    state = state.replace(step=jnp.asarray(int(dump["upd.updates_arg"]), jnp.int32))
+    new_state, metrics = update_with_noise(state, batch, noise)
     names = [str(n) for n in dump["upd.losses_names"]]
     metric_of = {
         "critic_q1_mse": "q1_mse",

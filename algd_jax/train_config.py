@@ -1,9 +1,9 @@
 """Typed configuration of a training run, its per-task presets and its command line.
 
-`TrainConfig` holds every number of the training loop (SPEC §7 defaults) plus the agent's
-hyper-parameters (`AgentConfig`, flattened into the same command line). The command line
-is generated from these dataclasses by `tyro`, so `python -m experiments.run --help` lists
-every field with its default and its docstring.
+`TrainConfig` holds every number of the training loop (SPEC §7 defaults), the algorithm's
+name and its hyper-parameters (`hparams`, an instance of the algorithm's own config type).
+The command line is generated from these dataclasses by `tyro`: `--algo NAME` chooses the
+algorithm, whose fields then appear as flags in a section of their own in `--help`.
 
 Presets: fields whose default depends on the task (`epoch_steps`, `cost_mask`, and the
 critic budget) are filled in from the task's `TaskSpec` *before* the command line is
@@ -13,23 +13,30 @@ parsed, so `--help` (optionally with `--task NAME`) shows the values that task w
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import difflib
+import io
 import json
+import re
+import typing
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import tyro
 
-from algd_jax.config import AgentConfig
+from algd_jax.algorithms import Algorithm, UnknownAlgorithmError, get_algorithm, list_algorithms
 from algd_jax.envs import TaskSpec, get_task
-from algd_jax.envs.spec import episodic_limit_to_budget
-
-AGENT_CHOICES = ("algd", "lgd", "algd-ddpm")
 
 #: Fields that may differ between a run's saved config and the `--resume` command line.
 RESUMABLE_OVERRIDES = ("total_steps", "run_dir", "resume", "progress", "keep_checkpoints")
+#: Largest seed: seeds feed numpy's SeedSequence and JAX's 32-bit keys.
+MAX_SEED = 2**31 - 1
+#: Name of the file that marks a multi-seed run directory.
+GROUP_FILE = "group.json"
 
 
 class RunError(Exception):
@@ -45,25 +52,17 @@ class RunError(Exception):
 
 
 @dataclass(frozen=True)
-class AgentOptions(AgentConfig):
-    """The agent's hyper-parameters as they appear on the command line.
-
-    The critic budget `h` is not a flag of its own: it follows from the task and
-    `--cost-limit` (see `resolve_agent_config`), so that the budget the critic is trained
-    against and the limit evaluation checks can never disagree.
-    """
-
-    cost_budget: tyro.conf.Suppress[float] = 0.0
-
-
-@dataclass(frozen=True)
 class TrainConfig:
-    """Train ALGD on one task: host-side environment stepping, a replay ring buffer, U fused
-    updates per env step, one deterministic evaluation per epoch, checkpoints and logs in a
-    run directory (`runs/<agent>-<task>/seed<k>-<timestamp>/` by default)."""
+    """Train a safe-RL algorithm on one task: host-side environment stepping, a replay ring
+    buffer, U fused updates per env step, one deterministic evaluation per epoch,
+    checkpoints and logs in a run directory (`runs/<algo>-<task>/seed<k>-<timestamp>/` by
+    default). `--seeds` trains several seeds in one process as one compiled program."""
 
     task: str = "HalfCheetahVelocity"
     """Task name; `--list-tasks` prints them all. Its spec sets the presets below."""
+    algo: str = "algd"
+    """Algorithm name (alias: --agent); `--list-algos` prints them all. Its own options are
+    listed in their own section below."""
     cost_limit: float | None = None
     """Cost limit overriding the task's default: the critic budget h on the discounted
     cost for the paper's velocity tasks, the per-episode limit C for Safety-Gymnasium tasks
@@ -73,10 +72,13 @@ class TrainConfig:
     limit 10, 400-step epochs)."""
     seed: int = 0
     """Seed of the agent, the environments, the replay sampler and the acting noise."""
+    seeds: tuple[int, ...] | None = None
+    """Several seeds trained together in one process (e.g. `--seeds 0 1 2 3`), each with
+    its own run directory `<run-dir>/seed<k>/`; replaces --seed."""
     total_steps: int = 1_000_000
     """Environment steps to train for (may be raised on --resume to continue a run)."""
     initial_steps: int = 5000
-    """Environment steps acted by the untrained diffusion policy before any update."""
+    """Environment steps acted by the untrained policy before any update."""
     learning_starts: int = 1000
     """Updates also wait until the replay buffer holds this many transitions."""
     updates_per_step: int = 10
@@ -84,7 +86,7 @@ class TrainConfig:
     batch_size: int = 256
     """B: transitions per update."""
     replay_size: int = 1_000_000
-    """Replay capacity in transitions (oldest overwritten first)."""
+    """Replay capacity in transitions per seed (oldest overwritten first)."""
     epoch_steps: int = 1000
     """Environment steps per epoch: one progress.csv row, evaluation and checkpoint each
     (preset from the task)."""
@@ -97,21 +99,42 @@ class TrainConfig:
     cost_mask: Literal["same", "none"] = "same"
     """Cost TD mask: `same` as the reward mask, or `none` (mask_c = 1, the reference on
     navigation tasks). Preset from the task."""
+    seed_axis: Literal["auto", "map", "vmap"] = "auto"
+    """How several seeds share one compiled program: `map` runs them one after the other
+    (bitwise the numbers of each seed alone), `vmap` batches them (faster on a GPU, equal
+    to a lone seed up to float rounding); `auto`: map on a CPU, vmap elsewhere."""
     keep_checkpoints: int = 3
     """How many of the latest checkpoints to keep (the best feasible one is kept apart)."""
     run_dir: Path | None = None
-    """Run directory to create (default: runs/<agent>-<task>/seed<k>-<timestamp>/). It
+    """Run directory to create (default: runs/<algo>-<task>/seed<k>-<timestamp>/). It
     must not exist yet: a previous run is never overwritten."""
     resume: Path | None = None
     """Continue the run in this directory from its last checkpoint; other flags must
     agree with its config.json (except --total-steps, --progress, --keep-checkpoints)."""
     progress: Literal["auto", "bar", "lines", "off"] = "auto"
-    """Terminal output: a progress bar (`bar`), one line per epoch (`lines`), nothing
-    (`off`); `auto` shows the bar on a terminal and stays quiet otherwise."""
+    """Terminal output: a progress bar (`bar`), one line per epoch and seed (`lines`),
+    nothing (`off`); `auto` shows the bar on a terminal and lines otherwise."""
     list_tasks: bool = False
     """Print every registered task with its budget and exit."""
-    algo: Annotated[AgentOptions, tyro.conf.OmitArgPrefixes] = field(default_factory=AgentOptions)
-    """Agent hyper-parameters."""
+    list_algos: bool = False
+    """Print every registered algorithm with a one-line description and exit."""
+    hparams: tyro.conf.Suppress[Any] = None
+    """The algorithm's hyper-parameters (its config type); filled by the command line."""
+
+    @property
+    def seed_list(self) -> list[int]:
+        """The seeds this run trains (`--seeds`, or the one `--seed`)."""
+        return list(self.seeds) if self.seeds is not None else [self.seed]
+
+    @property
+    def algorithm(self) -> Algorithm:
+        return get_algorithm(self.algo)
+
+    def with_hparams(self) -> TrainConfig:
+        """This config with the algorithm's default hyper-parameters if none are set."""
+        if self.hparams is not None:
+            return self
+        return dataclasses.replace(self, hparams=self.algorithm.default_config())
 
     def validate(self) -> TrainConfig:
         """Raise `RunError` with one clear line if a value is impossible."""
@@ -132,12 +155,18 @@ class TrainConfig:
             value = getattr(self, name)
             if value < 0:
                 raise RunError(f"--{name.replace('_', '-')} must be >= 0, got {value}")
-        if self.algo.agent not in AGENT_CHOICES:
-            raise RunError(
-                f"unknown agent {self.algo.agent!r}; choose one of {', '.join(AGENT_CHOICES)}"
-            )
+        check_seeds(self.seed_list, "--seeds" if self.seeds is not None else "--seed")
         try:
-            dataclasses.replace(self.algo, cost_budget=0.0).validate()
+            algorithm = get_algorithm(self.algo)
+        except UnknownAlgorithmError as err:
+            raise RunError(str(err)) from None
+        config = self.hparams if self.hparams is not None else algorithm.default_config()
+        if not isinstance(config, algorithm.config_type):
+            raise RunError(f"hyper-parameters of {type(config).__name__} do not fit {self.algo}")
+        try:
+            validate = getattr(config, "validate", None)
+            if validate is not None:
+                validate()
         except ValueError as err:
             raise RunError(str(err)) from None
         return self
@@ -145,12 +174,17 @@ class TrainConfig:
     # -- serialisation -------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready nested dict (paths as strings)."""
-        out = dataclasses.asdict(self)
+        """JSON-ready nested dict (paths as strings, seeds as a list, the algorithm's
+        options without the values its registry entry or the task sets)."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         for key in ("run_dir", "resume"):
             if out[key] is not None:
                 out[key] = str(out[key])
-        out["algo"].pop("cost_budget")
+        if out["seeds"] is not None:
+            out["seeds"] = list(out["seeds"])
+        algorithm = get_algorithm(self.algo)
+        hparams = self.hparams if self.hparams is not None else algorithm.default_config()
+        out["hparams"] = {k: getattr(hparams, k) for k in algorithm.option_names()}
         return out
 
     @classmethod
@@ -158,13 +192,30 @@ class TrainConfig:
         """Inverse of `to_dict`; raises `RunError` on unknown or missing fields."""
         data = dict(data)
         try:
-            algo = AgentOptions(**data.pop("algo"))
+            algorithm = get_algorithm(data["algo"])
+            hparams = algorithm.default_config(**data.pop("hparams"))
             for key in ("run_dir", "resume"):
                 if data.get(key) is not None:
                     data[key] = Path(data[key])
-            return cls(**data, algo=algo)
-        except (TypeError, KeyError) as err:
-            raise RunError(f"config.json does not describe a training run ({err})") from None
+            if data.get("seeds") is not None:
+                data["seeds"] = tuple(int(s) for s in data["seeds"])
+            return cls(**data, hparams=hparams)
+        except (TypeError, KeyError, UnknownAlgorithmError) as err:
+            raise RunError(
+                f"config.json does not describe a training run of this version ({err})"
+            ) from None
+
+
+def check_seeds(seeds: Sequence[int], flag: str = "--seeds") -> None:
+    """Seeds must be distinct integers in [0, 2**31 - 1]."""
+    if not seeds:
+        raise RunError(f"{flag} needs at least one seed")
+    for s in seeds:
+        if not 0 <= s <= MAX_SEED:
+            raise RunError(f"{flag} {s}: seeds must be integers from 0 to {MAX_SEED}")
+    duplicates = sorted({s for s in seeds if list(seeds).count(s) > 1})
+    if duplicates:
+        raise RunError(f"{flag} lists seed {duplicates[0]} twice; give each seed once")
 
 
 def resolve_task(config: TrainConfig) -> TaskSpec:
@@ -179,27 +230,75 @@ def resolve_task(config: TrainConfig) -> TaskSpec:
         raise RunError(str(err)) from None
 
 
-def critic_budget(spec: TaskSpec, cost_gamma: float) -> float:
-    """h for the critic: the task's budget, re-derived from its episodic limit when the
-    cost discount differs from the one the registry used."""
-    if spec.episode_cost_limit is None or cost_gamma == spec.cost_gamma:
-        return spec.cost_budget
-    return episodic_limit_to_budget(spec.episode_cost_limit, spec.max_episode_steps, cost_gamma)
-
-
-def resolve_agent_config(config: TrainConfig, spec: TaskSpec) -> AgentConfig:
-    """The `AgentConfig` the learner is built with: the CLI options plus the task budget."""
-    values = {f.name: getattr(config.algo, f.name) for f in dataclasses.fields(AgentConfig)}
-    values["cost_budget"] = critic_budget(spec, config.algo.cost_gamma)
-    return AgentConfig(**values)
+def resolve_hparams(config: TrainConfig, spec: TaskSpec) -> Any:
+    """The algorithm's config the learner is built with: the options plus what the task
+    sets (the critic budget)."""
+    config = config.with_hparams()
+    return config.algorithm.resolve(config.hparams, spec)
 
 
 def presets(config: TrainConfig, spec: TaskSpec) -> TrainConfig:
     """`config` with the task-dependent defaults taken from `spec`."""
-    return dataclasses.replace(config, epoch_steps=spec.epoch_steps, cost_mask=spec.cost_mask)
+    values: dict[str, Any] = {"epoch_steps": spec.epoch_steps, "cost_mask": spec.cost_mask}
+    paper_total = getattr(spec, "paper_total_steps", None)
+    if paper_total is not None:
+        values["total_steps"] = paper_total
+    return dataclasses.replace(config, **values)
 
 
 # -- command line ----------------------------------------------------------------------
+
+
+@cache
+def cli_type(algo: str) -> type:
+    """`TrainConfig` with `hparams` typed as the algorithm's options (its config type
+    without the fields its registry entry or the task sets), shown as one section."""
+    algorithm = get_algorithm(algo)
+    hidden = set(algorithm.fixed) | set(algorithm.task_fields)
+    fields = []
+    for f in dataclasses.fields(algorithm.config_type):
+        if f.name in hidden:
+            annotation: Any = tyro.conf.Suppress[typing.Any]
+            default = algorithm.fixed.get(f.name, f.default)
+            fields.append((f.name, annotation, dataclasses.field(default=default)))
+    options = dataclasses.make_dataclass(
+        f"{algo.replace('-', '_')}_options", fields, bases=(algorithm.config_type,), frozen=True
+    )
+    options.__doc__ = f"{algorithm.description}."
+    cls = dataclasses.make_dataclass(
+        "TrainCommand",
+        [
+            (
+                "hparams",
+                Annotated[options, tyro.conf.OmitArgPrefixes, tyro.conf.arg(name=algo)],
+                dataclasses.field(default_factory=options),
+            )
+        ],
+        bases=(TrainConfig,),
+        frozen=True,
+    )
+    cls.__doc__ = TrainConfig.__doc__
+    return cls
+
+
+def _to_cli(config: TrainConfig) -> Any:
+    """`config` as an instance of its algorithm's command-line type."""
+    cls = cli_type(config.algo)
+    options_type = typing.get_args(typing.get_type_hints(cls, include_extras=True)["hparams"])[0]
+    hparams = config.with_hparams().hparams
+    values = {f.name: getattr(hparams, f.name) for f in dataclasses.fields(hparams)}
+    kwargs = {f.name: getattr(config, f.name) for f in dataclasses.fields(TrainConfig)}
+    kwargs["hparams"] = options_type(**values)
+    return cls(**kwargs)
+
+
+def _from_cli(parsed: Any) -> TrainConfig:
+    algorithm = get_algorithm(parsed.algo)
+    hp = parsed.hparams
+    hparams = algorithm.config_type(**{f.name: getattr(hp, f.name) for f in dataclasses.fields(hp)})
+    kwargs = {f.name: getattr(parsed, f.name) for f in dataclasses.fields(TrainConfig)}
+    kwargs["hparams"] = hparams
+    return TrainConfig(**kwargs)
 
 
 def _preparse(argv: Sequence[str]) -> argparse.Namespace:
@@ -208,10 +307,13 @@ def _preparse(argv: Sequence[str]) -> argparse.Namespace:
     Values that do not parse are left for tyro, which reports them properly.
     """
     pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
-    for flag in ("--task", "--cost-limit", "--resume", "--run-dir", "--agent"):
+    for flag in ("--task", "--cost-limit", "--resume", "--run-dir", "--seed"):
         pre.add_argument(flag, default=None)
+    pre.add_argument("--algo", "--agent", dest="algo", default=None)
+    pre.add_argument("--seeds", nargs="*", default=None)
     pre.add_argument("--paper-setting", action="store_true")
     pre.add_argument("--list-tasks", action="store_true")
+    pre.add_argument("--list-algos", action="store_true")
     pre.add_argument("-h", "--help", action="store_true")
     args, _ = pre.parse_known_args(list(argv))
     return args
@@ -224,23 +326,147 @@ def _float_or_none(text: str | None) -> float | None:
         return None
 
 
+def _flag(name: str) -> str:
+    return f"--{name.replace('_', '-')}"
+
+
+def _bool_flags(cls: type) -> set[str]:
+    out = set()
+    for f in dataclasses.fields(cls):
+        if f.type in (bool, "bool"):
+            out |= {_flag(f.name), _flag("no_" + f.name)}
+    return out
+
+
+def _field_types() -> dict[str, Any]:
+    hints = typing.get_type_hints(TrainConfig)
+    return {_flag(k): v for k, v in hints.items() if k != "hparams"}
+
+
+def _check_flags(argv: Sequence[str], algorithm: Algorithm) -> None:
+    """One clear line for a flag the chosen algorithm does not have, or a value of the
+    wrong type, before tyro would print its multi-line box."""
+    options = {
+        _flag(n): typing.get_type_hints(algorithm.config_type)[n] for n in algorithm.option_names()
+    }
+    known = {**_field_types(), **options, "--agent": str, "--help": bool, "-h": bool}
+    known_flags = set(known) | _bool_flags(TrainConfig) | _bool_flags(algorithm.config_type)
+    others: dict[str, list[str]] = {}
+    for name in list_algorithms():
+        for option in get_algorithm(name).option_names():
+            others.setdefault(_flag(option), []).append(name)
+    args = list(argv)
+    for i, token in enumerate(args):
+        if not token.startswith("-") or _is_number(token):
+            continue
+        flag, _, inline = token.partition("=")
+        if flag not in known_flags:
+            if flag in others:
+                raise RunError(
+                    f"{flag} is an option of {', '.join(others[flag])}, not of "
+                    f"{algorithm.name}; pass --algo {others[flag][0]} or drop it"
+                )
+            close = difflib.get_close_matches(flag, sorted(known_flags), n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]}?" if close else "; see --help"
+            raise RunError(f"unknown flag {flag}{hint}")
+        expected = known.get(flag)
+        if expected is None or expected is bool:
+            continue
+        values = [inline] if inline else _values_after(args, i)
+        for value in values:
+            problem = _type_problem(value, expected)
+            if problem:
+                raise RunError(f"{flag} {value!r}: {problem}")
+
+
+def _is_number(token: str) -> bool:
+    try:
+        float(token)
+        return True
+    except ValueError:
+        return False
+
+
+def _values_after(args: list[str], i: int) -> list[str]:
+    values = []
+    for token in args[i + 1 :]:
+        if token.startswith("-") and not _is_number(token):
+            break
+        values.append(token)
+    return values
+
+
+def _type_problem(value: str, expected: Any) -> str | None:
+    """Why `value` is not of type `expected` (None when it is or cannot be judged)."""
+    origin, args = typing.get_origin(expected), typing.get_args(expected)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        if value == "None" and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _type_problem(value, inner[0]) if len(inner) == 1 else None
+    if origin is tuple:
+        return _type_problem(value, args[0]) if args else None
+    if origin is Literal:
+        choices = [str(a) for a in args]
+        return None if value in choices else f"expected one of {', '.join(choices)}"
+    if expected is int:
+        try:
+            int(value)
+        except ValueError:
+            return "expected an integer"
+    if expected is float:
+        try:
+            float(value)
+        except ValueError:
+            return "expected a number"
+    return None
+
+
+def _tyro(cls: type, argv: Sequence[str], default: Any, prog: str) -> Any:
+    """tyro's parse, with its boxed error messages turned into one `RunError` line."""
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err):
+            return tyro.cli(cls, args=list(argv), default=default, prog=prog)
+    except SystemExit as exit_info:
+        if exit_info.code in (0, None):
+            raise
+        text = re.sub(r"[│╭╮╰╯─]", " ", err.getvalue())
+        lines = [" ".join(line.split()) for line in text.splitlines()]
+        lines = [line for line in lines if line and "helptext" not in line.lower()]
+        detail = next((line for line in lines if "rror" in line and ":" in line), None)
+        raise RunError(
+            detail or (lines[0] if lines else "could not parse the command line")
+        ) from None
+
+
 def load_run_config(run_dir: Path, label: str = "") -> dict[str, Any]:
-    """The parsed `config.json` of a run directory ({} if it is not a run's config).
+    """The parsed `config.json` of a run directory, or `group.json` of a multi-seed run
+    ({} if it does not describe a run).
 
     Raises `RunError` (message prefixed by `label`, e.g. "--resume") when the directory
-    or its config.json is missing or unreadable.
+    or its config file is missing or unreadable.
     """
     prefix = f"{label} {run_dir}" if label else str(run_dir)
-    path = run_dir / "config.json"
     if not run_dir.is_dir():
         raise RunError(f"{prefix}: no such directory")
+    path = run_dir / "config.json"
+    if not path.is_file():
+        path = run_dir / GROUP_FILE
     if not path.is_file():
         raise RunError(f"{prefix}: not a run directory (no config.json)")
     try:
         data = json.loads(path.read_text())
         return data if isinstance(data, dict) and "config" in data else {}
-    except (OSError, json.JSONDecodeError) as err:
-        raise RunError(f"{prefix}: config.json is unreadable ({err})") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise RunError(f"{prefix}: {path.name} is unreadable ({err})") from None
+
+
+def _algorithm(name: str) -> Algorithm:
+    try:
+        return get_algorithm(name)
+    except UnknownAlgorithmError as err:
+        raise RunError(str(err)) from None
 
 
 def parse_command_line(argv: Sequence[str], prog: str = "experiments.run") -> TrainConfig:
@@ -250,56 +476,74 @@ def parse_command_line(argv: Sequence[str], prog: str = "experiments.run") -> Tr
     disagrees with it is reported (`RunError`). `--help` exits through `SystemExit(0)`.
     """
     pre = _preparse(argv)
-    if pre.agent is not None and pre.agent not in AGENT_CHOICES:
-        raise RunError(f"unknown agent {pre.agent!r}; choose one of {', '.join(AGENT_CHOICES)}")
     if pre.list_tasks:
         return TrainConfig(list_tasks=True)
+    if pre.list_algos:
+        return TrainConfig(list_algos=True)
+    if pre.seeds is not None and pre.seed is not None:
+        raise RunError("pass either --seed K or --seeds K1 K2 ..., not both")
+    if pre.seeds is not None and not pre.seeds and not pre.help:
+        raise RunError("--seeds needs at least one seed, e.g. --seeds 0 1 2")
 
     if pre.resume is not None and not pre.help:
         saved_data = load_run_config(Path(pre.resume), "--resume")
         if not saved_data:
             raise RunError(f"--resume {pre.resume}: config.json does not describe a run")
         saved = TrainConfig.from_dict(saved_data["config"])
-        # Parse on top of the saved values: a flag that differs from them is a mismatch.
-        parsed = tyro.cli(TrainConfig, args=list(argv), default=saved, prog=prog)
-        mismatched = [
-            f.name
-            for f in dataclasses.fields(TrainConfig)
-            if f.name not in RESUMABLE_OVERRIDES
-            and getattr(parsed, f.name) != getattr(saved, f.name)
-        ]
-        if mismatched:
-            name = mismatched[0]
-            new, old = getattr(parsed, name), getattr(saved, name)
-            if name == "algo":
-                diffs = [
-                    f.name
-                    for f in dataclasses.fields(AgentOptions)
-                    if getattr(new, f.name) != getattr(old, f.name)
-                ]
-                name = diffs[0]
-                new, old = getattr(new, name), getattr(old, name)
+        if pre.algo is not None and pre.algo != saved.algo:
             raise RunError(
-                f"--resume {pre.resume}: --{name.replace('_', '-')} {new} on the command line "
-                f"disagrees with {old} in its config.json"
+                f"--resume {pre.resume}: --algo {pre.algo} on the command line disagrees "
+                f"with {saved.algo} in its config.json"
             )
+        algorithm = _algorithm(saved.algo)
+        _check_flags(argv, algorithm)
+        parsed = _from_cli(_tyro(cli_type(saved.algo), argv, _to_cli(saved), prog))
+        _check_resume_agrees(parsed, saved, pre.resume)
         # The run lives where --resume points, wherever it was first created.
         run_dir = Path(pre.resume)
         if pre.run_dir is not None and Path(pre.run_dir).resolve() != run_dir.resolve():
             raise RunError("--run-dir and --resume name different directories; pass only --resume")
         return dataclasses.replace(parsed, resume=run_dir, run_dir=run_dir).validate()
 
+    algo = pre.algo if pre.algo is not None else TrainConfig.algo
+    algorithm = _algorithm(algo)
     task = pre.task if pre.task is not None else TrainConfig.task
     base = TrainConfig(
-        task=task, cost_limit=_float_or_none(pre.cost_limit), paper_setting=pre.paper_setting
+        task=task,
+        algo=algo,
+        cost_limit=_float_or_none(pre.cost_limit),
+        paper_setting=pre.paper_setting,
+        hparams=algorithm.default_config(),
     )
     if pre.help:
         # Show the presets of the chosen task if it resolves, the generic defaults if not.
-        try:
+        with contextlib.suppress(RunError):
             base = presets(base, resolve_task(base))
-        except RunError:
-            pass
-        tyro.cli(TrainConfig, args=list(argv), default=base, prog=prog)  # exits
+        tyro.cli(cli_type(algo), args=list(argv), default=_to_cli(base), prog=prog)  # exits
+    _check_flags(argv, algorithm)
     spec = resolve_task(base)
-    parsed = tyro.cli(TrainConfig, args=list(argv), default=presets(base, spec), prog=prog)
-    return parsed.validate()
+    parsed = _tyro(cli_type(algo), argv, _to_cli(presets(base, spec)), prog)
+    return _from_cli(parsed).validate()
+
+
+def _check_resume_agrees(parsed: TrainConfig, saved: TrainConfig, where: str) -> None:
+    for f in dataclasses.fields(TrainConfig):
+        name = f.name
+        if name in RESUMABLE_OVERRIDES:
+            continue
+        new, old = getattr(parsed, name), getattr(saved, name)
+        if new == old:
+            continue
+        if name == "hparams":
+            diffs = [
+                g.name
+                for g in dataclasses.fields(new)
+                if getattr(new, g.name) != getattr(old, g.name)
+            ]
+            name = diffs[0]
+            new, old = getattr(new, name), getattr(old, name)
+        show = lambda v: " ".join(map(str, v)) if isinstance(v, tuple) else v  # noqa: E731
+        raise RunError(
+            f"--resume {where}: {_flag(name)} {show(new)} on the command line disagrees with "
+            f"{show(old)} in its config.json"
+        )

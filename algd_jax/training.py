@@ -1,61 +1,66 @@
-"""The training loop: host-side environment stepping, replay, fused updates, evaluation,
-logging and checkpoints (SPEC §7).
+"""The host training loop: environment stepping, replay, fused updates on a seed axis,
+evaluation, logs and checkpoints (SPEC §7).
 
-One env step:
-    action = select_action(state, obs)            # one jitted call, the only per-step sync
-    env.step(action) -> replay.add(...)
-    if learning: state, sums = train_step(state, sums, replay.sample_block(U, B))
-The U updates of one env step are one jitted call on a `[U, B, ...]` block; their metrics
-are summed on the device and read back once per epoch, when the row is logged.
+One env step, for S seeds at once:
+    actions = programs.act(states, obs, keys, step)     # one compiled call, [S, da]
+    envs[k].step(actions[k]) for each seed -> replay.add(...)
+    if learning: states, sums = programs.train(states, sums, replay.sample_block(U, B))
+The S x U updates of one env step are one compiled call on an `[S, U, B, ...]` block; their
+metrics are summed on the device and read back once per epoch, when the rows are logged.
+
+Everything the loop carries from one step to the next, besides the learner states, the
+replay and the environments, is one explicit pytree, `LoopState`, with a leading seed axis;
+a checkpoint saves its per-seed slice whole.
 
 Exact resume. Every random stream is a pure function of the seed and a counter: the train
 env is reset with a seed derived from (seed, episode index), the acting noise from (seed,
-env step), evaluation envs from (seed, epoch, episode), and the replay sampler's numpy
-generator state is saved. A checkpoint holds the agent, the replay buffer, the counters and
-the actions taken so far in the current episode; resuming resets the env with that
-episode's seed and replays those actions, which restores the simulator state exactly (the
-simulators are deterministic on one machine; the resumed observation is checked against the
-saved one). A checkpoint can therefore be taken at any env step, at epoch ends and on Ctrl-C.
+env step), evaluation envs from (seed, epoch, episode), replay indices from (seed, env
+step). A checkpoint holds the learner, the replay rows and the loop state, including the
+actions taken so far in the current episode; resuming resets the env with that episode's
+seed and replays those actions, which restores the simulator state exactly (the
+simulators are deterministic on one machine; the resumed observation is checked against
+the saved one). A checkpoint can therefore be taken at any env step, at epoch ends and on
+Ctrl-C.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
 import json
 import math
+import os
 import platform
 import signal
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import flax
+import flax.struct as struct
 import gymnasium
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from algd_jax.agent import AgentState, create_agent, select_action, update_many
+from algd_jax.algorithms import Algorithm
 from algd_jax.checkpointing import Checkpointer
-from algd_jax.compile_options import tuned_jit
-from algd_jax.config import AgentConfig
 from algd_jax.envs import TaskSpec, make_env
 from algd_jax.logging_utils import TIMING_PREFIX, Display, ProgressLog
-from algd_jax.replay import ReplayBuffer
-from algd_jax.train_config import (
-    RunError,
-    TrainConfig,
-    resolve_agent_config,
-    resolve_task,
-)
+from algd_jax.programs import Programs, new_sums, programs, resolve_seed_axis, stack, unstack
+from algd_jax.replay import ReplayBuffer, replay_bytes, row_bytes
+from algd_jax.rollouts import EPISODE_FIELDS, cost_of, run_episodes
+from algd_jax.train_config import GROUP_FILE, RunError, TrainConfig, resolve_hparams, resolve_task
 
 # Independent random streams derived from the run seed (see `stream_seed`).
 TRAIN_ENV_STREAM, EVAL_ENV_STREAM, REPLAY_STREAM, ACT_STREAM = 0, 1, 2, 3
+#: Version of the checkpoint layout this loop writes and reads.
+CHECKPOINT_FORMAT = 2
 
 #: Columns of progress.csv before the per-update metrics (which follow, sorted).
 EPISODE_COLUMNS = (
@@ -91,67 +96,15 @@ def stream_seed(seed: int, stream: int, *counters: int) -> int:
     return int(np.random.SeedSequence([seed, stream, *counters]).generate_state(1)[0])
 
 
-# -- jitted pieces (module level, so every run in a process shares the compiled code) ---
+def new_state(algorithm: Algorithm, hparams: Any, spec: TaskSpec, seed: int) -> Any:
+    """A freshly initialised learner for one seed, every leaf a strongly typed JAX array.
 
-
-@tuned_jit(static_argnames="deterministic")
-def _act(
-    state: AgentState, obs: jax.Array, key: jax.Array, step: jax.Array, deterministic: bool
-) -> jax.Array:
-    """One env action `[da]` for one observation `[ds]`; the noise key is (key, step)."""
-    return select_action(state, obs[None], jax.random.fold_in(key, step), deterministic)[0]
-
-
-def _new_sums(names: list[str]) -> dict[str, Any]:
-    """Device-side epoch accumulators of the update metrics."""
-    return {
-        "sum": {k: jnp.zeros((), jnp.float32) for k in names},
-        "count": jnp.zeros((), jnp.int32),
-        # global index of the first update whose metric was not finite (-1: none yet),
-        # and the env step after which it ran
-        "first_bad": {k: jnp.full((), -1, jnp.int32) for k in names},
-        "first_bad_step": {k: jnp.full((), -1, jnp.int32) for k in names},
-    }
-
-
-@tuned_jit(donate_argnums=(0, 1))
-def _train_step(
-    state: AgentState,
-    sums: dict[str, Any],
-    batch: dict[str, jax.Array],
-    first_update: jax.Array,
-    env_step: jax.Array,
-) -> tuple[AgentState, dict[str, Any]]:
-    """U fused updates (`batch` leaves `[U, B, ...]`) plus on-device metric accumulation.
-
-    `first_update` is the global index of the first of the U updates, `env_step` the env
-    step they follow; both only label a non-finite metric.
+    Python scalars inside a state (flax's `TrainState.create` leaves `step` an int) are
+    weakly typed for JAX, a restored state's leaves are not, and weak types are part of
+    jit's cache key: fixing them here keeps one compiled program for fresh, updated and
+    restored states.
     """
-    state, metrics = update_many(state, batch)
-    num = batch["obs"].shape[0]
-    index = first_update + jnp.arange(num, dtype=jnp.int32)
-    new = {"sum": {}, "count": sums["count"] + num, "first_bad": {}, "first_bad_step": {}}
-    for key, values in metrics.items():
-        bad = ~jnp.isfinite(values)
-        seen = sums["first_bad"][key] >= 0
-        fresh = ~seen & bad.any()
-        new["first_bad"][key] = jnp.where(fresh, index[jnp.argmax(bad)], sums["first_bad"][key])
-        new["first_bad_step"][key] = jnp.where(fresh, env_step, sums["first_bad_step"][key])
-        new["sum"][key] = sums["sum"][key] + jnp.sum(values)
-    return state, new
-
-
-def new_agent(agent_config: AgentConfig, spec: TaskSpec, seed: int) -> AgentState:
-    """A freshly initialised agent for the task, every leaf a strongly typed JAX array.
-
-    flax's `TrainState.create` leaves `step` a Python int, which JAX treats as weakly typed;
-    a state restored from a checkpoint has strongly typed leaves. Fixing the types here
-    keeps one compiled program for fresh, updated and restored states (weak types are part
-    of jit's cache key) and gives checkpoint templates the leaf types they restore.
-    """
-    state = create_agent(
-        agent_config, spec.obs_dim, np.asarray(spec.action_low), np.asarray(spec.action_high), seed
-    )
+    state = algorithm.init(hparams, spec, jax.random.key(seed))
 
     def strong(leaf: Any) -> jax.Array:
         leaf = jnp.asarray(leaf)
@@ -160,65 +113,58 @@ def new_agent(agent_config: AgentConfig, spec: TaskSpec, seed: int) -> AgentStat
     return jax.tree.map(strong, state)
 
 
-# -- host-side bookkeeping ------------------------------------------------------------
+class LoopState(struct.PyTreeNode):
+    """What the loop carries between env steps, for S seeds (leading axis `[S]` on every
+    leaf; the counters are equal across seeds). Host leaves are numpy arrays, updated in
+    place by the loop; `sums` lives on the device.
 
-
-@dataclass
-class Episode:
-    """The running totals of the current training episode, and its actions (for resume)."""
-
-    seed: int
-    ret: float = 0.0
-    cost: float = 0.0
-    discounted_cost: float = 0.0
-    discount: float = 1.0
-    length: int = 0
-    actions: list[list[float]] = field(default_factory=list)
-
-    def record(self, action: np.ndarray, reward: float, cost: float, cost_gamma: float) -> None:
-        self.ret += reward
-        self.cost += cost
-        self.discounted_cost += self.discount * cost
-        self.discount *= cost_gamma
-        self.length += 1
-        self.actions.append(action.tolist())
-
-    def summary(self) -> dict[str, float]:
-        return {
-            "return": self.ret,
-            "cost": self.cost,
-            "discounted_cost": self.discounted_cost,
-            "length": float(self.length),
-        }
-
-
-def _mean(values: list[dict[str, float]], key: str) -> float:
-    return float(np.mean([v[key] for v in values])) if values else math.nan
-
-
-def run_episode(
-    env: gymnasium.Env,
-    state: AgentState,
-    seed: int,
-    cost_gamma: float,
-    frames: list[np.ndarray] | None = None,
-) -> dict[str, float]:
-    """One deterministic episode (noise-free sampler) from `env.reset(seed=seed)`.
-
-    Returns return, summed cost, discounted cost (`sum_t cost_gamma**t c_t`) and length.
-    Appends `env.render()` frames to `frames` when given.
+    `episode`, `epoch_totals` and `last_episode` hold (return, summed cost, discounted
+    cost, length) in the order of `rollouts.EPISODE_FIELDS`; NaN marks "none yet".
     """
-    episode = Episode(seed=seed)
-    obs, _ = env.reset(seed=seed)
-    key = jax.random.key(0)  # unused by the deterministic sampler
-    while True:
-        if frames is not None:
-            frames.append(env.render())
-        action = np.asarray(_act(state, np.asarray(obs, np.float32), key, 0, deterministic=True))
-        obs, reward, terminated, truncated, info = env.step(action)
-        episode.record(action, float(reward), float(info["cost"]), cost_gamma)
-        if terminated or truncated:
-            return episode.summary()
+
+    seed: np.ndarray  # [S] int64
+    env_step: np.ndarray  # [S] int64
+    update_count: np.ndarray  # [S] int64
+    epoch_index: np.ndarray  # [S] int64, epochs completed
+    epoch_updates: np.ndarray  # [S] int64, updates since the epoch began
+    wall_time: np.ndarray  # [S] float64, seconds of training before this session
+    episode_index: np.ndarray  # [S] int64, training episodes completed
+    episode: np.ndarray  # [S, 4] float64, totals of the current episode
+    discount: np.ndarray  # [S] float64, gamma_c ** length
+    actions: np.ndarray  # [S, T, da] float32, the current episode's actions (for resume)
+    obs: np.ndarray  # [S, ds] float32, the current observation
+    epoch_episodes: np.ndarray  # [S] int64, episodes ended in this epoch
+    epoch_totals: np.ndarray  # [S, 4] float64, their summed totals
+    last_episode: np.ndarray  # [S, 4] float64, the last ended episode
+    best_eval_return: np.ndarray  # [S] float64, best feasible evaluation return
+    act_key: jax.Array  # [S] PRNG keys of the acting noise
+    sums: dict[str, Any]  # [S] device accumulators of the update metrics
+
+    @classmethod
+    def create(cls, seeds: list[int], spec: TaskSpec, metric_names: tuple[str, ...]) -> LoopState:
+        num = len(seeds)
+        zeros = lambda *shape: np.zeros((num, *shape), np.int64)  # noqa: E731
+        nan = lambda *shape: np.full((num, *shape), np.nan)  # noqa: E731
+        return cls(
+            seed=np.asarray(seeds, np.int64),
+            env_step=zeros(),
+            update_count=zeros(),
+            epoch_index=zeros(),
+            epoch_updates=zeros(),
+            wall_time=np.zeros(num),
+            episode_index=zeros(),
+            episode=np.zeros((num, 4)),
+            discount=np.ones(num),
+            # one spare row: an env that runs past its time limit is caught, not overrun
+            actions=np.zeros((num, spec.max_episode_steps + 1, spec.act_dim), np.float32),
+            obs=np.zeros((num, spec.obs_dim), np.float32),
+            epoch_episodes=zeros(),
+            epoch_totals=np.zeros((num, 4)),
+            last_episode=nan(4),
+            best_eval_return=nan(),
+            act_key=jnp.stack([jax.random.key(stream_seed(s, ACT_STREAM)) for s in seeds]),
+            sums=new_sums(metric_names, num),
+        )
 
 
 def feasible(spec: TaskSpec, summary: dict[str, float]) -> bool:
@@ -267,18 +213,29 @@ def _catch_interrupts() -> Iterator[list[int]]:
             signal.signal(s, h)
 
 
-# -- run directory ----------------------------------------------------------------------
+# -- run directories ----------------------------------------------------------------------
 
 
 def default_run_dir(config: TrainConfig, root: Path = Path("runs")) -> Path:
-    """`runs/<agent>-<task>/seed<k>-<timestamp>/`, with a suffix if that already exists."""
+    """`runs/<algo>-<task>/seed<k>-<timestamp>/` (several seeds: `seeds<a>-<b>-...-`),
+    with a suffix if that already exists."""
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    base = root / f"{config.algo.agent}-{config.task}" / f"seed{config.seed}-{stamp}"
+    seeds = config.seed_list
+    label = f"seed{seeds[0]}" if config.seeds is None else "seeds" + "-".join(map(str, seeds))
+    base = root / f"{config.algo}-{config.task}" / f"{label}-{stamp}"
     candidate, n = base, 1
     while candidate.exists():
         candidate = base.with_name(f"{base.name}-{n}")
         n += 1
     return candidate
+
+
+def seed_dirs(root: Path, config: TrainConfig) -> list[Path]:
+    """The run directory of each seed: `root` itself for one `--seed`, `root/seed<k>/` for
+    `--seeds`."""
+    if config.seeds is None:
+        return [root]
+    return [root / f"seed{s}" for s in config.seeds]
 
 
 def _check_new_run_dir(path: Path) -> None:
@@ -290,25 +247,50 @@ def _check_new_run_dir(path: Path) -> None:
         )
 
 
-def write_config(
-    run_dir: Path, config: TrainConfig, agent_config: AgentConfig, spec: TaskSpec
-) -> None:
-    """The resolved configuration of the run, as `run_dir/config.json`."""
-    data = {
-        "config": config.to_dict(),
-        "agent_config": agent_config.to_dict(),
-        "task_spec": dataclasses.asdict(spec),
-        "versions": {
-            "python": platform.python_version(),
-            "jax": jax.__version__,
-            "flax": flax.__version__,
-            "numpy": np.__version__,
-        },
-        "created": dt.datetime.now().isoformat(timespec="seconds"),
+def config_digest(config: TrainConfig, hparams: Any, spec: TaskSpec) -> str:
+    """A digest of everything that decides a run's numbers (not its length, paths or
+    terminal output), stored with each checkpoint."""
+    data = config.to_dict()
+    for key in ("total_steps", "run_dir", "resume", "progress", "keep_checkpoints", "seeds"):
+        data.pop(key, None)
+    blob = json.dumps(
+        {"config": data, "resolved": dataclasses.asdict(hparams), "task": dataclasses.asdict(spec)},
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.blake2b(blob.encode(), digest_size=16).hexdigest()
+
+
+def _versions() -> dict[str, str]:
+    return {
+        "python": platform.python_version(),
+        "jax": jax.__version__,
+        "flax": flax.__version__,
+        "numpy": np.__version__,
     }
-    tmp = run_dir / "config.json.tmp"
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(data, indent=2) + "\n")
-    tmp.replace(run_dir / "config.json")
+    os.replace(tmp, path)
+
+
+def write_config(
+    run_dir: Path, config: TrainConfig, hparams: Any, spec: TaskSpec, created: str | None = None
+) -> None:
+    """The resolved configuration of one seed's run, as `run_dir/config.json`."""
+    _write_json(
+        run_dir / "config.json",
+        {
+            "config": config.to_dict(),
+            "algo": config.algo,
+            "agent_config": dataclasses.asdict(hparams),
+            "task_spec": dataclasses.asdict(spec),
+            "versions": _versions(),
+            "created": created or dt.datetime.now().isoformat(timespec="seconds"),
+        },
+    )
 
 
 # -- the trainer ------------------------------------------------------------------------
@@ -316,18 +298,25 @@ def write_config(
 
 @dataclass
 class TrainResult:
-    """What a finished `train` call reports."""
+    """What a finished `train` call reports (one entry per seed in `run_dirs`/`last_rows`)."""
 
     run_dir: Path
+    run_dirs: list[Path]
+    seeds: list[int]
     env_steps: int
-    last_row: dict[str, float] | None
+    last_rows: list[dict[str, float] | None]
     cost_column: str
     """The progress column the cost limit applies to (`eval/cost` or `eval/discounted_cost`)."""
     cost_limit: float
 
+    @property
+    def last_row(self) -> dict[str, float] | None:
+        return self.last_rows[0]
+
 
 class Trainer:
-    """Owns one run: environments, agent, replay, logs and checkpoints.
+    """The host shell of one run of S seeds: environments, learner states, replay, logs and
+    checkpoints.
 
     Build with `Trainer(config)`; `config.resume` selects continuing a run directory.
     `run()` trains to `config.total_steps` and returns a `TrainResult`; it raises
@@ -335,31 +324,40 @@ class Trainer:
     """
 
     def __init__(self, config: TrainConfig, run_root: Path = Path("runs")) -> None:
+        config = config.with_hparams()
         self.config = config
+        self.algorithm = config.algorithm
         self.spec = resolve_task(config)
-        self.agent_config = resolve_agent_config(config, self.spec)
-        spec = self.spec
+        self.hparams = resolve_hparams(config, self.spec)
+        self.seeds = config.seed_list
+        spec, num = self.spec, len(self.seeds)
         # the episode cost that the task's limit applies to, for the terminal display
         self.cost_kind = "discounted_cost" if spec.eval_cost == "discounted" else "cost"
         if config.resume is None:
             # checked before the slow set-up below, created only once that succeeded
             self.run_dir = config.run_dir or default_run_dir(config, run_root)
             _check_new_run_dir(self.run_dir)
-        self.env = self._make_env()
-        self.eval_env = self._make_env() if config.eval_episodes > 0 else None
-        self.state = new_agent(self.agent_config, spec, config.seed)
+        else:
+            self.run_dir = Path(config.resume)
+        self.run_dirs = seed_dirs(self.run_dir, config)
+        self.replay_bytes = replay_bytes(num, config.replay_size, spec.obs_dim, spec.act_dim)
+        _check_memory(self.replay_bytes, num, config.replay_size, spec)
+        self.envs = [self._make_env() for _ in self.seeds]
+        self.eval_envs = [self._make_env() for _ in self.seeds] if config.eval_episodes else []
+        self.programs: Programs = programs(
+            self.algorithm.act, self.algorithm.update, resolve_seed_axis(config.seed_axis)
+        )
+        self.states = stack([new_state(self.algorithm, self.hparams, spec, s) for s in self.seeds])
         self.replay = ReplayBuffer(
             capacity=config.replay_size,
             obs_dim=spec.obs_dim,
             act_dim=spec.act_dim,
-            seed=stream_seed(config.seed, REPLAY_STREAM),
+            seeds=self.seeds,
+            stream=REPLAY_STREAM,
             truncation_ends_bootstrap=config.truncation_ends_bootstrap,
             cost_mask=config.cost_mask,
         )
-        self.act_key = jax.random.key(stream_seed(config.seed, ACT_STREAM))
-        example = self.replay_block_example()
-        shapes = jax.eval_shape(update_many, self.state, example)[1]
-        self.metric_names = sorted(shapes)
+        self.metric_names = tuple(sorted(self.algorithm.metric_names(self.hparams)))
         self.columns = [
             "epoch",
             "env_steps",
@@ -369,45 +367,31 @@ class Trainer:
             *(f"train/{k}" for k in self.metric_names),
             *TIMING_COLUMNS,
         ]
-
-        # loop counters (all saved in checkpoints)
-        self.env_step = 0
-        self.episode_index = 0
-        self.update_count = 0
-        self.epoch_index = 0
-        self.wall_before = 0.0  # seconds spent in earlier sessions of this run
-        self.best_eval_return: float | None = None
-        self.epoch_episodes: list[dict[str, float]] = []
-        self.epoch_updates = 0  # updates since the current epoch began
-        self.epoch_start_step = 0  # env step at which the current epoch began
-        self.sums = _new_sums(self.metric_names)
-        self.last_episode: dict[str, float] | None = None
+        self.digest = config_digest(config, self.hparams, spec)
+        self.loop = LoopState.create(self.seeds, spec, self.metric_names)
         self.last_saved_step = -1
-
-        if config.resume is not None:
-            self.run_dir = Path(config.resume)
-            self.checkpointer = Checkpointer(self.run_dir, keep=config.keep_checkpoints)
-            try:
+        self.checkpointers = [Checkpointer(d, keep=config.keep_checkpoints) for d in self.run_dirs]
+        try:
+            if config.resume is not None:
                 self._restore()
-            except BaseException:
-                self.checkpointer.close()
-                raise
-            # record a raised --total-steps; `resume` itself is not part of the run's config
-            saved = dataclasses.replace(config, resume=None)
-            write_config(self.run_dir, saved, self.agent_config, spec)
-            resume_step: int | None = self.env_step
-        else:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            config = dataclasses.replace(config, run_dir=self.run_dir)
-            self.config = config
-            write_config(self.run_dir, config, self.agent_config, spec)
-            self.checkpointer = Checkpointer(self.run_dir, keep=config.keep_checkpoints)
-            self.episode = Episode(seed=stream_seed(config.seed, TRAIN_ENV_STREAM, 0))
-            self.obs = self._reset(self.episode.seed)
-            resume_step = None
-        self.log = ProgressLog(self.run_dir, self.columns, resume_step=resume_step)
+                resume_step: int | None = self.env_step
+            else:
+                self._create_dirs()
+                for k in range(num):
+                    self._reset(k)
+                resume_step = None
+            self.logs = [
+                ProgressLog(d, self.columns, resume_step=resume_step) for d in self.run_dirs
+            ]
+        except BaseException:
+            self._close_checkpointers()
+            raise
 
-    # -- environment helpers ----------------------------------------------------------
+    # -- set-up ---------------------------------------------------------------------------
+
+    @property
+    def env_step(self) -> int:
+        return int(self.loop.env_step[0])
 
     def _make_env(self) -> gymnasium.Env:
         try:
@@ -417,201 +401,285 @@ class Trainer:
         except (ValueError, ImportError) as err:
             raise RunError(str(err)) from None
 
-    def _reset(self, seed: int) -> np.ndarray:
-        obs, _ = self.env.reset(seed=seed)
-        return np.asarray(obs, np.float32)
+    def _create_dirs(self) -> None:
+        config = dataclasses.replace(self.config, run_dir=self.run_dir)
+        self.config = config
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        created = dt.datetime.now().isoformat(timespec="seconds")
+        if config.seeds is not None:
+            _write_json(
+                self.run_dir / GROUP_FILE,
+                {"config": config.to_dict(), "seeds": list(config.seeds), "created": created},
+            )
+        for seed, run_dir in zip(self.seeds, self.run_dirs, strict=True):
+            run_dir.mkdir(parents=True, exist_ok=True)
+            one = dataclasses.replace(config, seed=seed, seeds=None, run_dir=run_dir)
+            write_config(run_dir, one, self.hparams, self.spec, created)
 
-    def replay_block_example(self) -> dict[str, jax.ShapeDtypeStruct]:
-        """Shapes of one `[U, B, ...]` batch (for tracing the update without data)."""
-        u, b, ds, da = (
-            self.config.updates_per_step,
-            self.config.batch_size,
-            self.spec.obs_dim,
-            self.spec.act_dim,
-        )
-        f32 = jnp.float32
-        shapes = {"obs": (u, b, ds), "action": (u, b, da), "next_obs": (u, b, ds)}
-        for key in ("reward", "cost", "mask_r", "mask_c"):
-            shapes[key] = (u, b)
-        return {k: jax.ShapeDtypeStruct(v, f32) for k, v in shapes.items()}
+    def _reset(self, k: int) -> None:
+        """Start seed k's next training episode."""
+        seed = stream_seed(self.seeds[k], TRAIN_ENV_STREAM, int(self.loop.episode_index[k]))
+        obs, _ = self.envs[k].reset(seed=seed)
+        self.loop.obs[k] = np.asarray(obs, np.float32)
+        self.loop.episode[k] = 0.0
+        self.loop.discount[k] = 1.0
 
-    # -- checkpoint state ---------------------------------------------------------------
+    # -- checkpoints ----------------------------------------------------------------------
 
-    def _loop_state(self) -> dict[str, Any]:
-        sums = jax.device_get(self.sums)
-        episode = dataclasses.asdict(self.episode)
-        return {
-            "format": 1,
-            "env_step": self.env_step,
-            "episode_index": self.episode_index,
-            "update_count": self.update_count,
-            "epoch_index": self.epoch_index,
-            "wall_time": self.wall_before + (time.perf_counter() - self.session_start),
-            "best_eval_return": self.best_eval_return,
-            "episode": episode,
-            "obs": self.obs.tolist(),
-            "last_episode": self.last_episode,
-            "epoch": {
-                "episodes": self.epoch_episodes,
-                "updates": self.epoch_updates,
-                "start_step": self.epoch_start_step,
-            },
-            "sums": jax.tree.map(lambda x: x.item(), sums),  # exact: f32 -> float -> f32
-            "replay": self.replay.meta(),
-        }
+    def _meta(self) -> dict[str, Any]:
+        return {"format": CHECKPOINT_FORMAT, "env_step": self.env_step, "config": self.digest}
 
-    def _save(self) -> Path:
-        path = self.checkpointer.save(
-            self.env_step, self.state, self._loop_state(), self.replay.state_dict()
-        )
+    def _save(self) -> None:
+        self.loop.wall_time[:] = self._wall()
+        self.session_start = time.perf_counter()
+        loop = self.loop.replace(sums=jax.device_get(self.loop.sums))
+        for k, checkpointer in enumerate(self.checkpointers):
+            checkpointer.save(
+                self.env_step,
+                unstack(self.states, k),
+                self._meta(),
+                loop=unstack(loop, k),
+                replay=self.replay.state_dict(k),
+            )
         self.last_saved_step = self.env_step
-        return path
 
     def _restore(self) -> None:
-        steps = self.checkpointer.steps("last")
-        if not steps:
+        common = None
+        for d, checkpointer in zip(self.run_dirs, self.checkpointers, strict=True):
+            steps = set(checkpointer.steps("last"))
+            if not steps:
+                raise RunError(
+                    f"--resume {d}: no checkpoint to resume from (the run stopped before its "
+                    f"first epoch ended)"
+                )
+            common = steps if common is None else common & steps
+        if not common:
             raise RunError(
-                f"--resume {self.run_dir}: no checkpoint to resume from (the run stopped "
-                f"before its first epoch ended)"
+                f"--resume {self.run_dir}: its seeds have no checkpoint at a common env step; "
+                f"resume each seed directory on its own"
             )
-        self.state, arrays, loop = self.checkpointer.restore(self.state)
-        assert arrays is not None
-        try:
-            self.replay.load(arrays, loop["replay"])
-            self.env_step = int(loop["env_step"])
-            self.episode_index = int(loop["episode_index"])
-            self.update_count = int(loop["update_count"])
-            self.epoch_index = int(loop["epoch_index"])
-            self.wall_before = float(loop["wall_time"])
-            self.best_eval_return = loop["best_eval_return"]
-            self.last_episode = loop["last_episode"]
-            self.epoch_episodes = list(loop["epoch"]["episodes"])
-            self.epoch_updates = int(loop["epoch"]["updates"])
-            self.epoch_start_step = int(loop["epoch"]["start_step"])
-            self.sums = jax.tree.map(
-                lambda zero, value: jnp.asarray(value, zero.dtype), self.sums, loop["sums"]
+        step = max(common)
+        template_state = unstack(self.states, 0)
+        template_loop = unstack(self.loop.replace(sums=jax.device_get(self.loop.sums)), 0)
+        states, loops = [], []
+        for k, checkpointer in enumerate(self.checkpointers):
+            meta = checkpointer.read_meta("last", step)
+            if meta.get("format") != CHECKPOINT_FORMAT:
+                raise RunError(
+                    f"--resume {self.run_dirs[k]}: its checkpoints were written by another "
+                    f"version of algd-jax (format {meta.get('format')}, this version reads "
+                    f"{CHECKPOINT_FORMAT}); resume it with the version that started it",
+                    exit_code=1,
+                )
+            state, loop, arrays, _ = checkpointer.restore(
+                template_state, step=step, loop_template=template_loop
             )
-            self.episode = Episode(**loop["episode"])
-            saved_obs = np.asarray(loop["obs"], np.float32)
-        except (KeyError, TypeError, ValueError) as err:
-            raise RunError(
-                f"--resume {self.run_dir}: checkpoint at step {self.env_step} is incomplete "
-                f"({err})",
-                exit_code=1,
-            ) from None
-        self.last_saved_step = self.env_step
-        # Bring the simulator back to where the checkpoint left it: same reset seed, same
+            assert loop is not None and arrays is not None
+            if int(loop.seed) != self.seeds[k] or int(loop.env_step) != step:
+                raise RunError(
+                    f"--resume {self.run_dirs[k]}: its checkpoint at step {step} belongs to "
+                    f"seed {int(loop.seed)} at step {int(loop.env_step)}",
+                    exit_code=1,
+                )
+            try:
+                self.replay.load(k, arrays, ptr=step % self.replay.capacity)
+            except ValueError as err:
+                raise RunError(
+                    f"--resume {self.run_dirs[k]}: checkpoint at step {step} does not fit this "
+                    f"run ({err})",
+                    exit_code=1,
+                ) from None
+            states.append(state)
+            loops.append(loop)
+        self.states = stack(states)
+        host = jax.tree.map(
+            lambda *xs: np.stack(xs), *[lp.replace(sums=None, act_key=None) for lp in loops]
+        )
+        self.loop = host.replace(
+            act_key=jnp.stack([lp.act_key for lp in loops]),
+            sums=jax.tree.map(
+                lambda *xs: jnp.stack([jnp.asarray(x) for x in xs]), *[lp.sums for lp in loops]
+            ),
+        )
+        self.last_saved_step = step
+        # Bring each simulator back to where the checkpoint left it: same reset seed, same
         # actions. Deterministic simulators reproduce the exact state.
-        obs = self._reset(self.episode.seed)
-        for action in self.episode.actions:
-            obs, *_ = self.env.step(np.asarray(action, np.float32))
-        self.obs = np.asarray(obs, np.float32)
-        if not np.array_equal(self.obs, saved_obs):
-            raise RunError(
-                f"--resume {self.run_dir}: replaying the current episode did not reproduce the "
-                f"saved observation; the environment is not deterministic on this machine",
-                exit_code=1,
-            )
+        for k in range(len(self.seeds)):
+            saved_obs = self.loop.obs[k].copy()
+            seed = stream_seed(self.seeds[k], TRAIN_ENV_STREAM, int(self.loop.episode_index[k]))
+            obs, _ = self.envs[k].reset(seed=seed)
+            for action in self.loop.actions[k, : int(self.loop.episode[k, 3])]:
+                obs, *_ = self.envs[k].step(action)
+            if not np.array_equal(np.asarray(obs, np.float32), saved_obs):
+                raise RunError(
+                    f"--resume {self.run_dirs[k]}: replaying the current episode did not "
+                    f"reproduce the saved observation; the environment is not deterministic "
+                    f"on this machine",
+                    exit_code=1,
+                )
+
+    def _close_checkpointers(self) -> None:
+        for checkpointer in self.checkpointers:
+            checkpointer.close()
 
     # -- the loop -------------------------------------------------------------------------
 
+    def _wall(self) -> float:
+        return float(self.loop.wall_time[0]) + (time.perf_counter() - self.session_start)
+
     def run(self) -> TrainResult:
         """Train until `config.total_steps` env steps; see the module docstring."""
-        cfg = self.config
+        cfg, loop, replay = self.config, self.loop, self.replay
         self.session_start = time.perf_counter()
         if self.env_step >= cfg.total_steps:
-            self.log.close()
-            self.checkpointer.close()
+            self._close()
             raise RunError(
                 f"run {self.run_dir} already has {self.env_step} env steps (--total-steps "
                 f"{cfg.total_steps}); raise --total-steps to continue it",
                 exit_code=0,
             )
-        epoch_timer = time.perf_counter()
-        epoch_timer_step, epoch_timer_updates = self.env_step, self.epoch_updates
         display = Display(
-            cfg.progress, total=cfg.total_steps, initial=self.env_step, cost_kind=self.cost_kind
+            cfg.progress,
+            total=cfg.total_steps,
+            initial=self.env_step,
+            cost_kind=self.cost_kind,
+            seeds=self.seeds,
         )
         self.display = display
-        if self.last_episode is not None:  # a resumed run shows where it left off
+        if cfg.progress != "off":
+            display.message(self._memory_line())
+        if not np.isnan(loop.last_episode[0, 0]):  # a resumed run shows where it left off
             display.status(
-                episode_return=self.last_episode["return"],
-                episode_cost=self.last_episode[self.cost_kind],
+                episode_return=float(loop.last_episode[0, 0]),
+                episode_cost=float(loop.last_episode[0, EPISODE_FIELDS.index(self.cost_kind)]),
             )
-        last_row: dict[str, float] | None = None
-        cost_gamma = self.agent_config.cost_gamma
-        env, replay = self.env, self.replay
+        last_rows: list[dict[str, float] | None] = [None] * len(self.seeds)
+        cost_gamma = self.spec.cost_gamma
+        num = len(self.seeds)
+        timer = (time.perf_counter(), self.env_step, int(loop.epoch_updates[0]))
         try:
             with _catch_interrupts() as interrupted:
                 while self.env_step < cfg.total_steps:
                     if interrupted:
                         raise self._interrupt()
-                    action = np.asarray(
-                        _act(self.state, self.obs, self.act_key, self.env_step, False)
+                    step = self.env_step
+                    actions = np.asarray(
+                        self.programs.act(self.states, loop.obs, loop.act_key, step, False)
                     )
-                    if not np.isfinite(action).all():
+                    if not np.isfinite(actions).all():
                         # a diverged policy: name the loss now rather than feed the simulator
-                        self._check_finite(jax.device_get(self.sums))
+                        self._check_finite(jax.device_get(loop.sums))
+                        bad = int(np.flatnonzero(~np.isfinite(actions).all(axis=1))[0])
                         raise NonFiniteLoss(
-                            f"non-finite action at env step {self.env_step + 1}; training "
-                            f"stopped. {self._last_good()}"
+                            f"non-finite action{self._of_seed(bad)} at env step {step + 1}; "
+                            f"training stopped. {self._last_good()}"
                         )
-                    next_obs, reward, terminated, truncated, info = env.step(action)
-                    next_obs = np.asarray(next_obs, np.float32)
-                    cost = float(info["cost"])
-                    replay.add(self.obs, action, reward, cost, next_obs, terminated, truncated)
-                    self.episode.record(action, float(reward), cost, cost_gamma)
-                    self.env_step += 1
+                    next_obs = np.empty_like(loop.obs)
+                    reward, cost = np.empty(num), np.empty(num)
+                    ends, truncs = np.zeros(num, bool), np.zeros(num, bool)
+                    done = np.zeros(num, bool)
+                    for k, env in enumerate(self.envs):
+                        obs_k, r, terminated, truncated, info = env.step(actions[k])
+                        next_obs[k] = obs_k
+                        reward[k], cost[k] = float(r), cost_of(info)
+                        # a step that ends the reward's bootstrap while the episode goes on
+                        # (a goal reached on the paper's navigation tasks) is stored as one
+                        ends[k] = bool(terminated) or bool(info.get("bootstrap_end", False))
+                        truncs[k] = bool(truncated)
+                        done[k] = bool(terminated or truncated)
+                        self._record(k, actions[k], reward[k], cost[k], cost_gamma)
+                    replay.add(loop.obs, actions, reward, cost, next_obs, ends, truncs)
+                    loop.env_step[:] += 1
                     if self.env_step >= cfg.initial_steps and len(replay) >= cfg.learning_starts:
-                        batch = replay.sample_block(cfg.updates_per_step, cfg.batch_size)
-                        self.state, self.sums = _train_step(
-                            self.state, self.sums, batch, self.update_count, self.env_step
+                        batch = replay.sample_block(
+                            cfg.updates_per_step, cfg.batch_size, self.env_step
                         )
-                        self.update_count += cfg.updates_per_step
-                        self.epoch_updates += cfg.updates_per_step
-                    if terminated or truncated:
-                        self._end_episode()
-                    else:
-                        self.obs = next_obs
+                        self.states, sums = self.programs.train(
+                            self.states,
+                            loop.sums,
+                            batch,
+                            int(loop.update_count[0]),
+                            self.env_step,
+                        )
+                        self.loop = loop = loop.replace(sums=sums)
+                        loop.update_count[:] += cfg.updates_per_step
+                        loop.epoch_updates[:] += cfg.updates_per_step
+                    for k in range(num):
+                        if done[k]:
+                            self._end_episode(k)
+                        else:
+                            loop.obs[k] = next_obs[k]
                     display.step()
                     if self.env_step % cfg.epoch_steps == 0 or self.env_step == cfg.total_steps:
-                        elapsed = time.perf_counter() - epoch_timer
+                        elapsed = time.perf_counter() - timer[0]
                         speed = (
-                            (self.env_step - epoch_timer_step) / elapsed,
-                            (self.epoch_updates - epoch_timer_updates) / elapsed,
+                            (self.env_step - timer[1]) / elapsed,
+                            (int(loop.epoch_updates[0]) - timer[2]) / elapsed,
                         )
-                        last_row = self._end_epoch(speed)
-                        epoch_timer = time.perf_counter()
-                        epoch_timer_step, epoch_timer_updates = self.env_step, 0
+                        last_rows = self._end_epoch(speed)
+                        loop = self.loop
+                        timer = (time.perf_counter(), self.env_step, 0)
         except KeyboardInterrupt:
+            last = self.last_saved_step if self.last_saved_step >= 0 else "none"
             raise RunError(
-                f"interrupted without saving; the last checkpoint is step "
-                f"{self.last_saved_step if self.last_saved_step >= 0 else 'none'} in "
-                f"{self.run_dir}",
+                f"interrupted without saving; the last checkpoint is step {last} in {self.run_dir}",
                 exit_code=130,
             ) from None
         finally:
             display.close()
-            self.log.close()
-            self.checkpointer.close()
+            self._close()
         return TrainResult(
             self.run_dir,
+            self.run_dirs,
+            self.seeds,
             self.env_step,
-            last_row,
+            last_rows,
             f"eval/{self.cost_kind}",
             cost_limit_of(self.spec),
         )
 
-    def _end_episode(self) -> None:
-        summary = self.episode.summary()
-        self.epoch_episodes.append(summary)
-        self.last_episode = summary
-        self.display.status(episode_return=summary["return"], episode_cost=summary[self.cost_kind])
-        self.episode_index += 1
-        self.episode = Episode(
-            seed=stream_seed(self.config.seed, TRAIN_ENV_STREAM, self.episode_index)
+    def _close(self) -> None:
+        for log in getattr(self, "logs", []):
+            log.close()
+        self._close_checkpointers()
+
+    def _memory_line(self) -> str:
+        spec, num = self.spec, len(self.seeds)
+        return (
+            f"replay: {num} seed{'s' if num > 1 else ''} x {self.config.replay_size} "
+            f"transitions x {row_bytes(spec.obs_dim, spec.act_dim)} B = "
+            f"{_human(self.replay_bytes)} at most"
         )
-        self.obs = self._reset(self.episode.seed)
+
+    def _record(self, k: int, action: np.ndarray, reward: float, cost: float, gamma: float):
+        loop = self.loop
+        length = int(loop.episode[k, 3])
+        if length >= loop.actions.shape[1]:
+            raise RunError(
+                f"the {self.config.task} env ran past its time limit of "
+                f"{self.spec.max_episode_steps} steps without ending the episode",
+                exit_code=1,
+            )
+        loop.actions[k, length] = action
+        episode = loop.episode[k]
+        episode[0] += reward
+        episode[1] += cost
+        episode[2] += loop.discount[k] * cost
+        episode[3] += 1
+        loop.discount[k] *= gamma
+
+    def _end_episode(self, k: int) -> None:
+        loop = self.loop
+        loop.epoch_episodes[k] += 1
+        loop.epoch_totals[k] += loop.episode[k]
+        loop.last_episode[k] = loop.episode[k]
+        if k == 0:
+            self.display.status(
+                episode_return=float(loop.episode[k, 0]),
+                episode_cost=float(loop.episode[k, EPISODE_FIELDS.index(self.cost_kind)]),
+            )
+        loop.episode_index[k] += 1
+        self._reset(k)
 
     def _interrupt(self) -> Interrupted:
         if self.env_step == 0:
@@ -623,91 +691,153 @@ class Trainer:
             f"python -m experiments.run --resume {self.run_dir}"
         )
 
+    def _of_seed(self, k: int) -> str:
+        return f" in seed {self.seeds[k]}" if len(self.seeds) > 1 else ""
+
     def _check_finite(self, sums: dict[str, Any]) -> None:
-        bad = {k: int(v) for k, v in sums["first_bad"].items() if int(v) >= 0}
+        bad = [
+            (int(v[k]), name, k)
+            for name, v in sums["first_bad"].items()
+            for k in range(len(self.seeds))
+            if int(v[k]) >= 0
+        ]
         if not bad:
             return
-        name = min(bad, key=lambda k: (bad[k], k))
-        step = int(sums["first_bad_step"][name])
+        index, name, k = min(bad)
+        step = int(sums["first_bad_step"][name][k])
         raise NonFiniteLoss(
-            f"non-finite {name} at update {bad[name]} (after env step {step}); training "
-            f"stopped. {self._last_good()}"
+            f"non-finite {name}{self._of_seed(k)} at update {index} (after env step {step}); "
+            f"training stopped. {self._last_good()}"
         )
 
     def _last_good(self) -> str:
+        where = self.checkpointers[0].root / "last"
+        if len(self.run_dirs) > 1:
+            where = self.run_dir / "seed*" / "checkpoints" / "last"
         last = (
-            f"step {self.last_saved_step} in {self.checkpointer.root / 'last'}"
-            if self.last_saved_step >= 0
-            else "none yet"
+            f"step {self.last_saved_step} in {where}" if self.last_saved_step >= 0 else "none yet"
         )
         return f"Last good checkpoint: {last}; logs kept in {self.run_dir}"
 
-    def _end_epoch(self, speed: tuple[float, float]) -> dict[str, float]:
-        """Evaluate, log one row, save checkpoints; the only device sync of the epoch."""
-        cfg, spec = self.config, self.spec
-        sums = jax.device_get(self.sums)
+    def _evaluate(self) -> list[list[dict[str, float]]]:
+        """`eval_episodes` deterministic episodes per seed, the seeds in lockstep."""
+        if not self.eval_envs:
+            return [[] for _ in self.seeds]
+        epoch = int(self.loop.epoch_index[0])
+        zero_keys = self.loop.act_key
+
+        def act(obs: np.ndarray) -> np.ndarray:
+            return np.asarray(self.programs.act(self.states, obs, zero_keys, 0, True))
+
+        per_seed: list[list[dict[str, float]]] = [[] for _ in self.seeds]
+        for j in range(self.config.eval_episodes):
+            seeds = [stream_seed(s, EVAL_ENV_STREAM, epoch, j) for s in self.seeds]
+            for k, summary in enumerate(
+                run_episodes(self.eval_envs, act, seeds, self.spec.cost_gamma)
+            ):
+                per_seed[k].append(summary)
+        return per_seed
+
+    def _end_epoch(self, speed: tuple[float, float]) -> list[dict[str, float] | None]:
+        """Evaluate, log one row per seed, save checkpoints; the only device sync of the
+        epoch."""
+        loop, spec = self.loop, self.spec
+        sums = jax.device_get(loop.sums)
         self._check_finite(sums)
-        count = int(sums["count"])
-        metrics = {
-            f"train/{k}": float(sums["sum"][k]) / count if count else math.nan
-            for k in self.metric_names
-        }
-        evals = []
-        if self.eval_env is not None:
-            for j in range(cfg.eval_episodes):
-                seed = stream_seed(cfg.seed, EVAL_ENV_STREAM, self.epoch_index, j)
-                evals.append(
-                    run_episode(self.eval_env, self.state, seed, self.agent_config.cost_gamma)
-                )
-        eval_summary = {k: _mean(evals, k) for k in ("return", "cost", "discounted_cost", "length")}
-        is_feasible = bool(evals) and feasible(spec, eval_summary)
-        self.epoch_index += 1
-        wall = self.wall_before + (time.perf_counter() - self.session_start)
-        eps = self.epoch_episodes
-        row: dict[str, float] = {
-            "epoch": self.epoch_index,
-            "env_steps": self.env_step,
-            "updates": self.update_count,
-            "episodes": self.episode_index,
-            "train/episode_return": _mean(eps, "return"),
-            "train/episode_cost": _mean(eps, "cost"),
-            "train/episode_discounted_cost": _mean(eps, "discounted_cost"),
-            "train/episode_length": _mean(eps, "length"),
-            "eval/return": eval_summary["return"],
-            "eval/cost": eval_summary["cost"],
-            "eval/discounted_cost": eval_summary["discounted_cost"],
-            "eval/length": eval_summary["length"],
-            "eval/feasible": float(is_feasible) if evals else math.nan,
-            **metrics,
-            "time/env_steps_per_s": speed[0],
-            "time/updates_per_s": speed[1],
-            "time/wall_s": wall,
-        }
-        self.log.write(row)
-        self.display.epoch(row)
+        evals = self._evaluate()
+        loop.epoch_index[:] += 1
+        wall = self._wall()
+        rows: list[dict[str, float] | None] = []
+        best: list[int] = []
+        for k in range(len(self.seeds)):
+            count = int(sums["count"][k])
+            metrics = {
+                f"train/{name}": float(sums["sum"][name][k]) / count if count else math.nan
+                for name in self.metric_names
+            }
+            n_eps = int(loop.epoch_episodes[k])
+            train = loop.epoch_totals[k] / n_eps if n_eps else np.full(4, np.nan)
+            summary = {
+                key: float(np.mean([e[key] for e in evals[k]])) if evals[k] else math.nan
+                for key in EPISODE_FIELDS
+            }
+            is_feasible = bool(evals[k]) and feasible(spec, summary)
+            row: dict[str, float] = {
+                "epoch": int(loop.epoch_index[k]),
+                "env_steps": self.env_step,
+                "updates": int(loop.update_count[k]),
+                "episodes": int(loop.episode_index[k]),
+                "train/episode_return": float(train[0]),
+                "train/episode_cost": float(train[1]),
+                "train/episode_discounted_cost": float(train[2]),
+                "train/episode_length": float(train[3]),
+                "eval/return": summary["return"],
+                "eval/cost": summary["cost"],
+                "eval/discounted_cost": summary["discounted_cost"],
+                "eval/length": summary["length"],
+                "eval/feasible": float(is_feasible) if evals[k] else math.nan,
+                **metrics,
+                "time/env_steps_per_s": speed[0],
+                "time/updates_per_s": speed[1],
+                "time/wall_s": wall,
+            }
+            self.logs[k].write(row)
+            self.display.epoch(row, self.seeds[k])
+            rows.append(row)
+            previous = loop.best_eval_return[k]
+            if is_feasible and (np.isnan(previous) or summary["return"] > previous):
+                loop.best_eval_return[k] = summary["return"]
+                best.append(k)
+        first = rows[0]
+        assert first is not None
         self.display.status(
-            multiplier=metrics.get("train/multiplier"),
-            eval_return=eval_summary["return"],
-            eval_cost=eval_summary[self.cost_kind],
+            multiplier=first.get("train/multiplier"),
+            eval_return=first["eval/return"],
+            eval_cost=first[f"eval/{self.cost_kind}"],
         )
         # Start the next epoch's accumulators before saving, so the checkpoint describes
         # the state right after this epoch.
-        self.sums = _new_sums(self.metric_names)
-        self.epoch_episodes = []
-        self.epoch_updates = 0
-        self.epoch_start_step = self.env_step
-        if is_feasible and (
-            self.best_eval_return is None or eval_summary["return"] > self.best_eval_return
-        ):
-            self.best_eval_return = eval_summary["return"]
-            self.checkpointer.save(
-                self.env_step,
-                self.state,
-                {"env_step": self.env_step, "eval": eval_summary},
-                which="best",
+        self.loop = loop.replace(sums=new_sums(self.metric_names, len(self.seeds)))
+        self.loop.epoch_episodes[:] = 0
+        self.loop.epoch_totals[:] = 0.0
+        self.loop.epoch_updates[:] = 0
+        for k in best:
+            self.checkpointers[k].save(
+                self.env_step, unstack(self.states, k), self._meta(), which="best"
             )
         self._save()
-        return row
+        return rows
+
+
+def _human(num_bytes: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if num_bytes < 1024 or unit == "TiB":
+            return f"{num_bytes:.1f} {unit}"
+        num_bytes /= 1024
+    return f"{num_bytes:.1f} TiB"
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (Linux `MemAvailable`), or None."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def _check_memory(needed: int, num: int, capacity: int, spec: TaskSpec) -> None:
+    available = available_memory()
+    if available is None or needed <= 0.9 * available:
+        return
+    fits = int(0.9 * available / (num * row_bytes(spec.obs_dim, spec.act_dim)))
+    raise RunError(
+        f"the replay needs {_human(needed)} ({num} seed{'s' if num > 1 else ''} x {capacity} "
+        f"transitions x {row_bytes(spec.obs_dim, spec.act_dim)} B) but this machine has "
+        f"{_human(available)} available; lower --replay-size (at most {fits} fits)"
+    )
 
 
 def timing_free(row: dict[str, str]) -> dict[str, str]:

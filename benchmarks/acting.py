@@ -23,7 +23,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from algd_jax.agent import select_action
+from algd_jax.algorithms.algd import select_action
 from benchmarks.common import (
     ACT_DIM,
     OBS_DIM,

@@ -23,9 +23,9 @@ import jax.numpy as jnp
 import jaxlib
 import numpy as np
 
-from algd_jax.agent import AgentState, create_agent
+from algd_jax.algorithms.algd import AgentState, create_agent
 from algd_jax.compile_options import compiler_options
-from algd_jax.config import AgentConfig
+from algd_jax.algorithms.algd import ALGDConfig
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -205,24 +205,24 @@ def cost_flops(compiled: Any) -> float:
 # ----------------------------------------------------------------------------- agent
 
 
-def paper_config(**overrides: Any) -> AgentConfig:
+def paper_config(**overrides: Any) -> ALGDConfig:
     """The paper's update settings (K = 5, critics 256, score net 128), with overrides."""
     base = {"diffusion_steps": 5, "critic_hidden": 256, "score_hidden": 128}
     base.update(overrides)
-    return AgentConfig(**base)
+    return ALGDConfig(**base)
 
 
-def quick_config(**overrides: Any) -> AgentConfig:
+def quick_config(**overrides: Any) -> ALGDConfig:
     """A tiny configuration with the same program structure, for `--quick` runs."""
     base = {"diffusion_steps": 2, "critic_hidden": 16, "score_hidden": 16, "embed_dim": 4}
     base.update(overrides)
-    return AgentConfig(**base)
+    return ALGDConfig(**base)
 
 
-_STRUCTURES: dict[AgentConfig, Any] = {}
+_STRUCTURES: dict[ALGDConfig, Any] = {}
 
 
-def make_agent(config: AgentConfig, seed: int = 0) -> AgentState:
+def make_agent(config: ALGDConfig, seed: int = 0) -> AgentState:
     """An agent for HalfCheetah sizes with actions in [-1, 1]^6.
 
     Agents made here for equal configs share one pytree structure: `create_agent` builds

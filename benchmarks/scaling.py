@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from algd_jax.agent import update_many
-from algd_jax.config import AgentConfig
+from algd_jax.algorithms.algd import update_many
+from algd_jax.algorithms.algd import ALGDConfig
 from benchmarks.common import (
     base_parser,
     cost_flops,
@@ -50,7 +50,7 @@ QUICK_BASE = {"ensemble_size": 2, "mc_samples": 2, "batch_size": 32, "diffusion_
 
 
 def measure_fused(
-    config: AgentConfig, batch_size: int, updates_per_call: int, reps: int, seed: int = 0
+    config: ALGDConfig, batch_size: int, updates_per_call: int, reps: int, seed: int = 0
 ) -> dict[str, Any]:
     """Compile (seconds) and time (ms per update) `update_many` for one configuration."""
     rng = np.random.default_rng(seed)

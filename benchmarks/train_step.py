@@ -27,8 +27,8 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-from algd_jax.agent import update, update_many
-from algd_jax.config import AgentConfig
+from algd_jax.algorithms.algd import update, update_many
+from algd_jax.algorithms.algd import ALGDConfig
 from benchmarks.common import (
     base_parser,
     cost_flops,
@@ -48,7 +48,7 @@ PAPER_SIZES = ((4, 4), (6, 6))
 
 
 def measure_update(
-    config: AgentConfig,
+    config: ALGDConfig,
     batch_size: int,
     updates_per_call: int,
     reps_single: int,

@@ -61,21 +61,31 @@ def evaluate(args: EvaluateArgs) -> int:
 
     from algd_jax.checkpointing import Checkpointer
     from algd_jax.envs import make_env
+    from algd_jax.programs import programs, stack
+    from algd_jax.rollouts import run_episodes
     from algd_jax.train_config import (
+        GROUP_FILE,
         RunError,
         TrainConfig,
         load_run_config,
-        resolve_agent_config,
+        resolve_hparams,
         resolve_task,
     )
-    from algd_jax.training import cost_limit_of, feasible, new_agent, run_episode, stream_seed
+    from algd_jax.training import cost_limit_of, feasible, new_state, stream_seed
+
+    if (args.run_dir / GROUP_FILE).is_file() and not (args.run_dir / "config.json").is_file():
+        raise RunError(
+            f"{args.run_dir} holds several seeds; evaluate one of them, e.g. "
+            f"{args.run_dir / 'seed0'} (python -m experiments.plot takes them all)"
+        )
 
     data = load_run_config(args.run_dir)
     if not data:
         raise RunError(f"{args.run_dir}: config.json does not describe a run")
     config = TrainConfig.from_dict(data["config"])
     spec = resolve_task(config)
-    agent_config = resolve_agent_config(config, spec)
+    algorithm = config.algorithm
+    hparams = resolve_hparams(config, spec)
     checkpoints = Checkpointer(args.run_dir)
     steps = checkpoints.steps(args.checkpoint)
     if not steps:
@@ -85,9 +95,20 @@ def evaluate(args: EvaluateArgs) -> int:
             else ""
         )
         raise RunError(f"{args.run_dir}: no {args.checkpoint} checkpoint{hint}")
-    template = new_agent(agent_config, spec, config.seed)
-    state, _, _ = checkpoints.restore(template, which=args.checkpoint, with_replay=False)
-    checkpoints.close()
+    template = new_state(algorithm, hparams, spec, config.seed)
+    try:
+        state, _, _, _ = checkpoints.restore(template, which=args.checkpoint, with_replay=False)
+    finally:
+        checkpoints.close()
+    compiled = programs(algorithm.act, algorithm.update, "map")
+    states = stack([state])
+
+    def act(obs: np.ndarray) -> np.ndarray:
+        return np.asarray(compiled.act(states, obs, states_key, 0, True))
+
+    import jax
+
+    states_key = jax.random.key(0)[None]  # unused by the deterministic sampler
 
     try:
         env = make_env(
@@ -100,7 +121,7 @@ def evaluate(args: EvaluateArgs) -> int:
         raise RunError(str(err)) from None
 
     print(
-        f"{config.task} ({config.algo.agent}), {args.checkpoint} checkpoint at env step "
+        f"{config.task} ({config.algo}), {args.checkpoint} checkpoint at env step "
         f"{steps[-1]}, {args.episodes} deterministic episodes"
     )
     if args.video:
@@ -108,11 +129,11 @@ def evaluate(args: EvaluateArgs) -> int:
     results, frames = [], [] if args.video else None
     for j in range(args.episodes):
         try:
-            summary = run_episode(
-                env,
-                state,
-                stream_seed(args.seed, EVALUATE_STREAM, j),
-                agent_config.cost_gamma,
+            (summary,) = run_episodes(
+                [env],
+                act,
+                [stream_seed(args.seed, EVALUATE_STREAM, j)],
+                spec.cost_gamma,
                 frames=frames if j == 0 else None,
             )
         except Exception as err:

@@ -1,8 +1,11 @@
-"""Train ALGD on one task.
+"""Train a registered algorithm (ALGD by default) on one task, for one or several seeds.
 
     python -m experiments.run --task HalfCheetahVelocity            # a new run
+    python -m experiments.run --task HalfCheetahVelocity --seeds 0 1 2 3   # 4 seeds, 1 process
+    python -m experiments.run --algo lgd                            # another algorithm
     python -m experiments.run --resume runs/algd-HalfCheetahVelocity/seed0-<timestamp>
     python -m experiments.run --list-tasks
+    python -m experiments.run --list-algos
     python -m experiments.run --help                                # every field, presets
 
 Ctrl-C saves a checkpoint and exits; `--resume RUN_DIR` continues exactly where it stopped.
@@ -42,6 +45,15 @@ def list_tasks_table() -> str:
     return "\n".join(lines)
 
 
+def list_algos_table() -> str:
+    """One line per registered algorithm: name and description."""
+    from algd_jax.algorithms import get_algorithm, list_algorithms
+
+    names = list_algorithms()
+    width = max(len(n) for n in names)
+    return "\n".join(f"{n:<{width}}  {get_algorithm(n).description}" for n in names)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -49,6 +61,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = parse_command_line(argv, prog="python -m experiments.run")
         if config.list_tasks:
             print(list_tasks_table())
+            return 0
+        if config.list_algos:
+            print(list_algos_table())
             return 0
         # Imported late: parsing and --help stay fast, without JAX start-up.
         from algd_jax.training import train
@@ -58,15 +73,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         quiet = err.exit_code in (0, 130)  # not failures: a finished run, a clean stop
         print(str(err) if quiet else f"error: {err}", file=sys.stderr)
         return err.exit_code
-    row = result.last_row or {}
-    summary = ""
-    if math.isfinite(row.get("eval/return", math.nan)):
-        cost_label = result.cost_column.removeprefix("eval/").replace("_", " ")
-        summary = (
-            f", eval return {row['eval/return']:.2f}, eval {cost_label} "
-            f"{row[result.cost_column]:.2f} (limit {result.cost_limit:g})"
-        )
-    print(f"done: {result.env_steps} env steps{summary}; run directory {result.run_dir}")
+    for seed, run_dir, row in zip(result.seeds, result.run_dirs, result.last_rows, strict=True):
+        row = row or {}
+        summary = ""
+        if math.isfinite(row.get("eval/return", math.nan)):
+            cost_label = result.cost_column.removeprefix("eval/").replace("_", " ")
+            summary = (
+                f", eval return {row['eval/return']:.2f}, eval {cost_label} "
+                f"{row[result.cost_column]:.2f} (limit {result.cost_limit:g})"
+            )
+        who = f"seed {seed}: " if len(result.seeds) > 1 else ""
+        print(f"{who}done: {result.env_steps} env steps{summary}; run directory {run_dir}")
     return 0
 
 

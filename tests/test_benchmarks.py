@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from algd_jax.agent import update, update_many
+from algd_jax.algorithms.algd import update, update_many
 from benchmarks import acting, loop, scaling, train_step
 from benchmarks.common import make_agent, make_batch, quick_config
 

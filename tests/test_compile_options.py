@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from algd_jax import compile_options as co
-from algd_jax.agent import create_agent, draw_update_noise, select_action, update_with_noise
-from algd_jax.config import AgentConfig
+from algd_jax.algorithms.algd import create_agent, draw_update_noise, select_action, update_with_noise
+from algd_jax.algorithms.algd import ALGDConfig
 
 DS, DA, B = 4, 2, 8
-SMALL = AgentConfig(
+SMALL = ALGDConfig(
     ensemble_size=2, mc_samples=2, diffusion_steps=3, critic_hidden=16, score_hidden=16
 )
 

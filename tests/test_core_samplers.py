@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from algd_jax.agent import create_agent, sample_trajectory, select_action
-from algd_jax.config import AgentConfig
+from algd_jax.algorithms.algd import create_agent, sample_trajectory, select_action
+from algd_jax.algorithms.algd import ALGDConfig
 from algd_jax.diffusion import ddpm_chain, ddpm_schedule, ve_chain, ve_schedule
 
 B, DS, DA, K = 4, 3, 2, 5
@@ -89,12 +89,12 @@ def test_ddpm_chain_matches_numpy_loop():
 
 @pytest.mark.parametrize("agent", ["algd", "algd-ddpm"])
 def test_agent_samplers(agent):
-    config = AgentConfig(agent=agent, diffusion_steps=3, critic_hidden=16, score_hidden=16)
+    config = ALGDConfig(agent=agent, diffusion_steps=3, critic_hidden=16, score_hidden=16)
     state = create_agent(config, DS, -2 * np.ones(DA), np.ones(DA), 0)
     obs = jnp.asarray(OBS)
     det = select_action(state, obs, jax.random.key(0), deterministic=True)
     # Deterministic sampling = the chain with every noise term zeroed.
-    from algd_jax.agent import policy_chain
+    from algd_jax.algorithms.algd import policy_chain
 
     zero = policy_chain(
         state, state.actor.params, obs, jnp.zeros((B, DA)), jnp.zeros((3, B, DA))

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from algd_jax import agent as agent_lib
-from algd_jax.agent import (
+from algd_jax.algorithms.algd import (
     create_agent,
     draw_update_noise,
     select_action,
@@ -20,11 +20,11 @@ from algd_jax.agent import (
     update_many,
     update_with_noise,
 )
-from algd_jax.config import AgentConfig, paper_faithful
+from algd_jax.algorithms.algd import ALGDConfig, paper_faithful
 from algd_jax.networks import CriticMLP, cost_critic
 
 DS, DA, B = 5, 3, 16
-SMALL = AgentConfig(
+SMALL = ALGDConfig(
     ensemble_size=3,
     mc_samples=3,
     diffusion_steps=4,
@@ -49,7 +49,7 @@ def make_batch(seed: int, leading: tuple[int, ...] = ()) -> dict[str, jax.Array]
     return {k: jnp.asarray(v, jnp.float32) for k, v in batch.items()}
 
 
-def new_agent(config: AgentConfig = SMALL, seed: int = 0):
+def new_agent(config: ALGDConfig = SMALL, seed: int = 0):
     return create_agent(config, DS, -np.ones(DA), np.ones(DA), seed)
 
 

@@ -18,7 +18,7 @@ import jax
 import numpy as np
 import pytest
 
-from algd_jax.agent import select_action
+from algd_jax.algorithms.algd import select_action
 from algd_jax.checkpointing import Checkpointer, digest
 from algd_jax.train_config import parse_command_line, resolve_agent_config, resolve_task
 from algd_jax.training import Trainer, new_agent, timing_free

@@ -1,17 +1,17 @@
-"""A fused, seed-vmapped training loop for the two-mode bandit (``algd_jax.envs.toy``).
+"""Training entirely on the device, for tasks written in JAX: today the two-mode bandit
+(``algd_jax.envs.toy``), through the same algorithm interface as the host loop.
 
-It drives the agent's own update (`algd_jax.agent._update_many`, the program that
-`update_many` jits) on the bandit, with a replay of the policy's own actions, entirely on the
-device::
+It drives a registered algorithm's `act` and `update` (U updates fused in one `lax.scan`,
+`algd_jax.programs.fused`) on the bandit, with a replay of the policy's own actions::
 
     warm-up: `warmup_iterations x pulls` uniform actions on [-1, 1] fill the replay
     for each of T iterations (lax.scan):
         a ~ pi(. | s = 0)              `pulls` draws of the stochastic sampler
         replay <- (a, r(a), c(a))      every transition terminates: mask_r = mask_c = 0
-        U updates (_update_many) on [U, B] rows drawn uniformly from the replay
+        U fused updates on [U, B] rows drawn uniformly from the replay
         measure pi on `eval_samples` fresh draws: E[r], E[c], lane masses
 
-and the whole loop is `jax.vmap`-ed over seeds (`stack_states`), so S seeds are one compiled
+and the whole loop is mapped over seeds (`programs.over_seeds`), so S seeds are one compiled
 program. It is the update of `algd_jax.training`'s loop without the host-side env stepping,
 logging and checkpoints, so that the learning test and the figure script run several seeds
 of thousands of updates in seconds on a CPU. (`algd_jax.training` can run the same task,
@@ -21,9 +21,9 @@ Why uniform warm-up actions: the reference acts with the untrained diffusion pol
 initial steps; with the paper's sigma_max = 0.1 (see `bandit_agent_config`) that policy only
 covers |a| < 0.3, and critics extrapolate arbitrarily over the rest of the box.
 
-Every random draw comes from `jax.random.key(seed)` of its seed: the agent's own key
-(initialisation and update noise) and, for the loop (warm-up actions, acting, replay indices,
-measurement draws), the same key folded with `LOOP_STREAM`.
+Every random draw comes from `jax.random.key(seed)` of its seed: the learner's own key
+(`init`, hence initialisation and update noise) and, for the loop (warm-up actions, acting,
+replay indices, measurement draws), the same key folded with `LOOP_STREAM`.
 """
 
 from __future__ import annotations
@@ -35,21 +35,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from algd_jax.agent import (
-    AgentState,
-    _update_many,
-    create_agent,
-    multiplier_value,
-    policy_chain,
-    stack_states,
-)
+from algd_jax.algorithms import Algorithm, get_algorithm
+from algd_jax.algorithms.algd import ALGDConfig
 from algd_jax.compile_options import tuned_jit
-from algd_jax.config import AgentConfig
-from algd_jax.diffusion import draw_chain_noise
+from algd_jax.envs import get_task
 from algd_jax.envs.toy import DEFAULT_BANDIT, TwoModeBandit
+from algd_jax.programs import SeedAxis, fused, over_seeds, stack
+from algd_jax.types import Batch
 
 #: Stream id folded into a seed's key for the loop's own draws, so that they never coincide
-#: with the agent's key (`jax.random.key(seed)`, split by `create_agent`).
+#: with the agent's key (`jax.random.key(seed)`, split by the algorithm's `init`).
 LOOP_STREAM = 0x70C
 
 #: Per-iteration traces returned by `train_bandit`, each `[S, T]` (seeds x iterations).
@@ -96,7 +91,7 @@ class BanditRun:
 
 def bandit_agent_config(
     agent: str = "algd", bandit: TwoModeBandit = DEFAULT_BANDIT, **overrides: Any
-) -> AgentConfig:
+) -> ALGDConfig:
     """The agent used on the bandit: reference defaults (beta = 1, rho = 1, K = 5, N = 4,
     Adam lr 3e-4 for actor and multiplier, hybrid actor loss, kappa = 1) except
 
@@ -122,26 +117,22 @@ def bandit_agent_config(
         cost_critic_lr=1e-3,
     )
     values.update(overrides)
-    return AgentConfig(**values).validate()
+    return ALGDConfig(**values).validate()
 
 
-def _act(state: AgentState, key: jax.Array, count: int) -> jax.Array:
+def _act(algorithm: Algorithm, state: Any, key: jax.Array, count: int) -> jax.Array:
     """`count` stochastic actions `[count, 1]` for the bandit's single state s = [0]."""
-    obs = jnp.zeros((count, 1), jnp.float32)
-    init, steps = draw_chain_noise(key, count, 1, state.config.diffusion_steps)
-    return policy_chain(state, state.actor.params, obs, init, steps).a0
+    return algorithm.act(state, jnp.zeros((count, 1), jnp.float32), key, False)
 
 
 def _measure(
-    state: AgentState, key: jax.Array, samples: int, bandit: TwoModeBandit
+    algorithm: Algorithm, state: Any, key: jax.Array, samples: int, bandit: TwoModeBandit
 ) -> dict[str, jax.Array]:
     """E_pi[r], E_pi[c] and lane masses of the policy from `samples` fresh draws (scalars)."""
-    actions = _act(state, key, samples)
+    actions = _act(algorithm, state, key, samples)
     a = actions[:, 0]
-    # the evaluation policy of the training loop: deterministic sampler (x = 0, no noise)
-    zeros = jnp.zeros((1, 1), jnp.float32)
-    steps = jnp.zeros((state.config.diffusion_steps, 1, 1), jnp.float32)
-    a_eval = policy_chain(state, state.actor.params, zeros, zeros, steps).a0
+    # the evaluation policy of the training loop: the deterministic sampler
+    a_eval = algorithm.act(state, jnp.zeros((1, 1), jnp.float32), key, True)
     return {
         "eval_action": a_eval[0, 0],
         "eval_return": bandit.reward(a_eval, jnp)[0],
@@ -155,8 +146,8 @@ def _measure(
 
 
 def _run_one(
-    state: AgentState, key: jax.Array, run: BanditRun, bandit: TwoModeBandit
-) -> tuple[AgentState, dict[str, jax.Array]]:
+    algorithm: Algorithm, state: Any, key: jax.Array, run: BanditRun, bandit: TwoModeBandit
+) -> tuple[Any, dict[str, jax.Array]]:
     """One seed's whole run: warm-up, then T iterations. Traces are `[T]` each."""
     cap, pulls = run.replay_size, run.pulls
     ring = {
@@ -187,27 +178,30 @@ def _run_one(
     zeros_obs = jnp.zeros((u, b, 1), jnp.float32)
     zeros_row = jnp.zeros((u, b), jnp.float32)
 
-    def iterate(carry: tuple[AgentState, dict[str, jax.Array], jax.Array], step_key: jax.Array):
+    many = fused(algorithm.update)
+
+    def iterate(carry: tuple[Any, dict[str, jax.Array], jax.Array], step_key: jax.Array):
         state, ring, count = carry
         k_act, k_idx, k_eval = jax.random.split(step_key, 3)
-        ring = add(ring, count, _act(state, k_act, pulls))
+        ring = add(ring, count, _act(algorithm, state, k_act, pulls))
         count = count + pulls
         index = jax.random.randint(k_idx, (u, b), 0, jnp.minimum(count, cap))
-        batch = {
-            "obs": zeros_obs,
-            "action": ring["action"][index],
-            "reward": ring["reward"][index],
-            "cost": ring["cost"][index],
-            "next_obs": zeros_obs,
+        batch = Batch(
+            obs=zeros_obs,
+            action=ring["action"][index],
+            reward=ring["reward"][index],
+            cost=ring["cost"][index],
+            next_obs=zeros_obs,
             # one-step episodes: every transition terminates, nothing is bootstrapped, so
             # the critics regress Q = r(a) and Qc = c(a)
-            "mask_r": zeros_row,
-            "mask_c": zeros_row,
-        }
-        state, metrics = _update_many(state, batch)
-        trace = _measure(state, k_eval, run.eval_samples, bandit)
+            mask_r=zeros_row,
+            mask_c=zeros_row,
+        )
+        state, metrics = many(state, batch)
+        trace = _measure(algorithm, state, k_eval, run.eval_samples, bandit)
         trace["violation"] = jnp.maximum(trace["cost"] - bandit.budget, 0.0)
-        trace["multiplier"] = multiplier_value(state.config, state.multiplier.params["value"])
+        # the multiplier after the last of the U updates
+        trace["multiplier"] = metrics["multiplier"][-1]
         trace["replay_cost"] = jnp.mean(metrics["qc_risk"])
         for name in ("critic_loss", "cost_critic_loss", "score_target_norm"):
             trace[name] = jnp.mean(metrics[name])
@@ -220,35 +214,42 @@ def _run_one(
 
 
 def train_bandit(
-    config: AgentConfig,
+    config: Any,
     seeds: list[int],
     run: BanditRun = BanditRun(),
     bandit: TwoModeBandit = DEFAULT_BANDIT,
-) -> tuple[AgentState, dict[str, np.ndarray]]:
-    """Train one agent per seed on the bandit, all seeds in one compiled program.
+    algo: str | None = None,
+    seed_axis: SeedAxis = "vmap",
+) -> tuple[Any, dict[str, np.ndarray]]:
+    """Train one learner per seed on the bandit, all seeds in one compiled program.
 
-    Returns the stacked final states (leading axis S = len(seeds)) and the traces of
-    `TRACE_KEYS`, each a numpy array `[S, T]` (seed, iteration).
+    `algo` names the registered algorithm (default: the one `config.agent` names); it must
+    report the metrics `multiplier`, `qc_risk`, `critic_loss`, `cost_critic_loss` and
+    `score_target_norm`. Returns the stacked final states (leading axis S = len(seeds)) and
+    the traces of `TRACE_KEYS`, each a numpy array `[S, T]` (seed, iteration).
     """
     if run.warmup_iterations * run.pulls < run.batch_size:
         raise ValueError("the warm-up must put at least one batch of draws in the replay")
-    states = stack_states(
-        [create_agent(config, 1, np.array([-1.0]), np.array([1.0]), seed) for seed in seeds]
-    )
+    algorithm = get_algorithm(algo if algo is not None else config.agent)
+    spec = get_task("ToyTwoModeBandit")
+    states = stack([algorithm.init(config, spec, jax.random.key(s)) for s in seeds])
     keys = jnp.stack([jax.random.fold_in(jax.random.key(s), LOOP_STREAM) for s in seeds])
-    program = tuned_jit(jax.vmap(lambda st, k: _run_one(st, k, run, bandit)))
-    states, traces = program(states, keys)
+    one = lambda st, k: _run_one(algorithm, st, k, run, bandit)  # noqa: E731
+    states, traces = tuned_jit(over_seeds(one, seed_axis, 2))(states, keys)
     return states, {k: np.asarray(v) for k, v in traces.items()}
 
 
 def policy_stats(
-    states: AgentState,
+    states: Any,
     seeds: list[int],
     samples: int = 8192,
     bandit: TwoModeBandit = DEFAULT_BANDIT,
+    algo: str = "algd",
 ) -> dict[str, np.ndarray]:
     """E_pi[r], E_pi[c] and lane masses of each seed's stochastic policy, `[S]` each, from
     `samples` draws (key: `jax.random.key(seed)` folded with `LOOP_STREAM + 1`)."""
+    algorithm = get_algorithm(algo)
     keys = jnp.stack([jax.random.fold_in(jax.random.key(s), LOOP_STREAM + 1) for s in seeds])
-    stats = tuned_jit(jax.vmap(lambda st, k: _measure(st, k, samples, bandit)))(states, keys)
+    measure = lambda st, k: _measure(algorithm, st, k, samples, bandit)  # noqa: E731
+    stats = tuned_jit(jax.vmap(measure))(states, keys)
     return {k: np.asarray(v) for k, v in stats.items()}
