@@ -79,7 +79,8 @@ def test_registry_holds_the_issue_tasks() -> None:
         list(PAPER_BUDGETS) + ["Walker2dVelocity", "SwimmerVelocity"] + list(V_MAX) + NAVIGATION
     )
     assert set(expected) <= set(list_tasks())
-    assert set(list_tasks("navigation")) == set(NAVIGATION)
+    # The paper's own navigation tasks (PointButton1, ...) are tested in test_paper_nav.py.
+    assert {n for n in list_tasks("navigation") if n.startswith("Safety")} == set(NAVIGATION)
 
 
 @pytest.mark.parametrize("name", list_tasks())

@@ -27,6 +27,9 @@ GAMMA_C = 0.99
 SAFETY_GYM_LIMIT, SAFETY_GYM_HORIZON = 25.0, 1000
 #: The reference's navigation setting (the paper): at most 10 cost per 400-step episode.
 PAPER_NAV_LIMIT, PAPER_NAV_HORIZON = 10.0, 400
+#: One run of the paper's protocol on its speed-cost MuJoCo tasks, in env steps: 5000
+#: exploration steps, then 200 epochs of 1000 steps.
+PAPER_SPEED_TOTAL_STEPS = 5000 + 200 * 1000
 
 
 def _bare_env(env_id: str, render_mode: str | None) -> gymnasium.Env:
@@ -101,6 +104,8 @@ for _name, _env_id, _obs, _act, _bound, _planar, _h in _SPEED_TASKS:
             requires="mujoco",
             description=f"paper velocity task on {_env_id}: cost = {_speed} (m/s), {_budget}",
             env_id=_env_id,
+            # Only the four tasks with a paper budget are run in the paper.
+            paper_total_steps=None if math.isnan(_h) else PAPER_SPEED_TOTAL_STEPS,
         ),
         functools.partial(_make_speed_task, planar=_planar, obs_prefix=_OBS_PREFIX.get(_name)),
     )

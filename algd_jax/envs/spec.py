@@ -65,6 +65,10 @@ class TaskSpec:
         description: one human-readable line.
         env_id: the underlying simulator environment id (informative).
         velocity_threshold: ``v_max`` of indicator-cost velocity tasks (m/s), else ``None``.
+        paper_total_steps: length of one run of the paper's protocol on this task, in
+            environment steps (exploration steps + epochs x epoch steps), or ``None`` where the
+            paper does not run the task: 5000 + 250 x 400 = 105000 on its Safety-Gym navigation
+            tasks, 5000 + 200 x 1000 = 205000 on its speed-cost MuJoCo tasks.
     """
 
     name: str
@@ -85,12 +89,15 @@ class TaskSpec:
     description: str = ""
     env_id: str = ""
     velocity_threshold: float | None = None
+    paper_total_steps: int | None = None
 
     def __post_init__(self) -> None:
         if len(self.action_low) != self.act_dim or len(self.action_high) != self.act_dim:
             raise ValueError(f"{self.name}: action bounds must have length act_dim={self.act_dim}")
         if self.eval_cost == "sum" and self.episode_cost_limit is None:
             raise ValueError(f"{self.name}: eval_cost='sum' needs an episode_cost_limit")
+        if self.paper_total_steps is not None and self.paper_total_steps < 1:
+            raise ValueError(f"{self.name}: paper_total_steps must be >= 1 or None")
 
     @property
     def needs_cost_limit(self) -> bool:
