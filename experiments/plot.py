@@ -21,7 +21,7 @@ import numpy as np
 import tyro
 
 from algd_jax.logging_utils import read_progress
-from algd_jax.train_config import RunError, load_run_config
+from algd_jax.train_config import GROUP_FILE, RunError, load_run_config
 
 #: Config fields that do not change what a run computes (seeds are what a band averages).
 IGNORED_FIELDS = {
@@ -32,6 +32,9 @@ IGNORED_FIELDS = {
     "keep_checkpoints",
     "total_steps",
     "list_tasks",
+    "list_algos",
+    "seeds",
+    "seed_axis",
 }
 
 
@@ -40,7 +43,7 @@ class PlotArgs:
     """Plot return and cost curves of training runs (mean ± std over seeds)."""
 
     run_dirs: tyro.conf.Positional[tuple[Path, ...]]
-    """Run directories written by experiments.run."""
+    """Run directories written by experiments.run (a multi-seed run stands for its seeds)."""
     out: Path = Path("fig.png")
     """Image file to write (the format follows the suffix: png, pdf, svg)."""
     source: Literal["eval", "train"] = "eval"
@@ -53,6 +56,17 @@ class Run:
     config: dict[str, Any]
     task_spec: dict[str, Any]
     rows: list[dict[str, str]]
+
+
+def expand(paths: tuple[Path, ...]) -> list[Path]:
+    """Run directories, with a multi-seed run directory replaced by its seeds' directories."""
+    out: list[Path] = []
+    for path in paths:
+        if (path / GROUP_FILE).is_file() and not (path / "config.json").is_file():
+            out.extend(sorted(p.parent for p in path.glob("seed*/config.json")))
+        else:
+            out.append(path)
+    return out
 
 
 def load_run(path: Path) -> Run:
@@ -72,8 +86,8 @@ def _group_key(run: Run) -> str:
 
 
 def _flatten(config: dict[str, Any]) -> dict[str, Any]:
-    out = {k: v for k, v in config.items() if k != "algo" and k not in IGNORED_FIELDS}
-    out.update(config.get("algo", {}))
+    out = {k: v for k, v in config.items() if k != "hparams" and k not in IGNORED_FIELDS}
+    out.update(config.get("hparams", {}))
     return out
 
 
@@ -86,12 +100,12 @@ def _labels(groups: dict[str, list[Run]]) -> dict[str, str]:
         differing = sorted(
             name
             for name in cfg
-            if name not in ("agent", "task") and any(f.get(name) != cfg[name] for f in same_task)
+            if name not in ("algo", "task") and any(f.get(name) != cfg[name] for f in same_task)
         )
         extra = ", ".join(f"{name}={cfg[name]}" for name in differing)
         seeds = len(groups[key])
         labels[key] = (
-            f"{cfg['agent']}{' (' + extra + ')' if extra else ''}, "
+            f"{cfg['algo']}{' (' + extra + ')' if extra else ''}, "
             f"{seeds} seed{'s' if seeds > 1 else ''}"
         )
     return labels
@@ -123,7 +137,7 @@ def plot(args: PlotArgs) -> Path:
 
     if not args.run_dirs:
         raise RunError("give at least one run directory")
-    runs = [load_run(Path(p)) for p in args.run_dirs]
+    runs = [load_run(Path(p)) for p in expand(args.run_dirs)]
     groups: dict[str, list[Run]] = {}
     for run in runs:
         groups.setdefault(_group_key(run), []).append(run)

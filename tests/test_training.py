@@ -20,8 +20,9 @@ import pytest
 
 from algd_jax.algorithms.algd import select_action
 from algd_jax.checkpointing import Checkpointer, digest
-from algd_jax.train_config import parse_command_line, resolve_agent_config, resolve_task
-from algd_jax.training import Trainer, new_agent, timing_free
+from algd_jax.programs import unstack
+from algd_jax.train_config import parse_command_line, resolve_hparams, resolve_task
+from algd_jax.training import LoopState, Trainer, new_state, timing_free
 from experiments.run import main
 
 #: A configuration small enough for the default test run (about a second per 100 steps).
@@ -62,12 +63,14 @@ def tensorboard_scalars(run_dir: Path) -> dict[str, list[int]]:
     return tags
 
 
-def check_run_files(run_dir: Path, expected_steps: list[int]) -> list[dict[str, str]]:
+def check_run_files(
+    run_dir: Path, expected_steps: list[int], episode_ended: bool = True
+) -> list[dict[str, str]]:
     """Every file of a run exists; returns the progress rows."""
     import json
 
     config = json.loads((run_dir / "config.json").read_text())
-    assert {"config", "agent_config", "task_spec"} <= set(config)
+    assert {"config", "agent_config", "task_spec", "algo"} <= set(config)
     progress = rows(run_dir)
     assert [int(r["env_steps"]) for r in progress] == expected_steps
     for row in progress:
@@ -76,11 +79,11 @@ def check_run_files(run_dir: Path, expected_steps: list[int]) -> list[dict[str, 
                     "time/env_steps_per_s", "time/updates_per_s", "time/wall_s"):  # fmt: skip
             assert math.isfinite(float(row[key])), (key, row[key])
     # the last epoch completed a training episode: every column is finite
-    assert all(math.isfinite(float(v)) for v in progress[-1].values()), progress[-1]
+    assert not episode_ended or all(math.isfinite(float(v)) for v in progress[-1].values()), progress[-1]
     tags = tensorboard_scalars(run_dir)
-    for tag in ("train/critic_loss", "train/episode_return", "eval/return", "eval/cost",
-                "time/env_steps_per_s"):  # fmt: skip
+    for tag in ("train/critic_loss", "eval/return", "eval/cost", "time/env_steps_per_s"):
         assert tag in tags
+    assert not episode_ended or "train/episode_return" in tags
     assert sorted(set(tags["eval/return"])) == expected_steps
     steps = Checkpointer(run_dir).steps("last")
     assert steps == expected_steps[-3:]
@@ -116,12 +119,17 @@ def test_end_to_end_navigation(tmp_path: Path) -> None:
     assert saved["agent_config"]["cost_budget"] == pytest.approx(2.455123616812385)
 
 
-def _restore_last(run_dir: Path, args: list[str]) -> tuple[object, dict, dict]:
-    """(agent, replay arrays, loop state) of a run's newest checkpoint."""
+def _restore_last(run_dir: Path, args: list[str], seed: int = 0) -> tuple[object, object, dict]:
+    """(agent, loop state, replay arrays) of a run's newest checkpoint."""
     config = parse_command_line(args)
     spec = resolve_task(config)
-    template = new_agent(resolve_agent_config(config, spec), spec, config.seed)
-    return Checkpointer(run_dir).restore(template)
+    hparams = resolve_hparams(config, spec)
+    template = new_state(config.algorithm, hparams, spec, seed)
+    names = tuple(sorted(config.algorithm.metric_names(hparams)))
+    loop = LoopState.create([seed], spec, names)
+    loop = unstack(loop.replace(sums=jax.device_get(loop.sums)), 0)
+    agent, loop, replay, _ = Checkpointer(run_dir).restore(template, loop_template=loop)
+    return agent, loop, replay
 
 
 def test_resume_reproduces_an_uninterrupted_run(tmp_path: Path) -> None:
@@ -132,12 +140,14 @@ def test_resume_reproduces_an_uninterrupted_run(tmp_path: Path) -> None:
     assert main(["--resume", str(split), "--total-steps", "200", "--progress", "off"]) == 0
 
     assert [timing_free(r) for r in rows(split)] == [timing_free(r) for r in rows(straight)]
-    a_state, a_replay, a_loop = _restore_last(straight, TINY)
-    b_state, b_replay, b_loop = _restore_last(split, TINY)
+    a_state, a_loop, a_replay = _restore_last(straight, TINY)
+    b_state, b_loop, b_replay = _restore_last(split, TINY)
     assert digest(a_state) == digest(b_state)
     assert digest(a_replay) == digest(b_replay)
-    assert a_loop["env_step"] == b_loop["env_step"] == 200
-    assert a_loop["episode"]["actions"] == b_loop["episode"]["actions"]
+    # everything but the machine-dependent wall time
+    assert digest(a_loop.replace(wall_time=None)) == digest(b_loop.replace(wall_time=None))
+    assert int(a_loop.env_step) == int(b_loop.env_step) == 200
+    assert int(a_loop.episode[3]) == 200  # mid-episode: 200 actions to replay on resume
 
 
 def test_save_load_gives_identical_actions(tmp_path: Path) -> None:
@@ -145,12 +155,13 @@ def test_save_load_gives_identical_actions(tmp_path: Path) -> None:
     config = parse_command_line(TINY + ["--total-steps", "100", "--run-dir", str(run_dir)])
     trainer = Trainer(config)
     trainer.run()
-    template = new_agent(trainer.agent_config, trainer.spec, seed=123)
-    restored, _, _ = Checkpointer(run_dir).restore(template, with_replay=False)
+    template = new_state(trainer.algorithm, trainer.hparams, trainer.spec, seed=123)
+    restored, _, _, _ = Checkpointer(run_dir).restore(template, with_replay=False)
     obs = np.random.default_rng(0).normal(size=(8, trainer.spec.obs_dim)).astype(np.float32)
     key = jax.random.key(7)
+    trained = unstack(trainer.states, 0)
     for deterministic in (True, False):
-        expected = np.asarray(select_action(trainer.state, obs, key, deterministic))
+        expected = np.asarray(select_action(trained, obs, key, deterministic))
         actual = np.asarray(select_action(restored, obs, key, deterministic))
         np.testing.assert_array_equal(actual, expected)
     assert not np.array_equal(
@@ -222,3 +233,44 @@ def test_ctrl_c_saves_and_resume_is_exact(
     assert main(TINY + ["--total-steps", "300", "--run-dir", str(straight)]) == 0
     assert [timing_free(r) for r in rows(stopped)] == [timing_free(r) for r in rows(straight)]
     assert digest(_restore_last(stopped, TINY)[0]) == digest(_restore_last(straight, TINY)[0])
+
+
+def test_multi_seed_run_writes_one_run_directory_per_seed(tmp_path: Path) -> None:
+    import json
+
+    group = tmp_path / "group"
+    assert main(TINY + ["--total-steps", "200", "--seeds", "3", "5", "--run-dir", str(group)]) == 0
+    assert json.loads((group / "group.json").read_text())["seeds"] == [3, 5]
+    for seed in (3, 5):
+        run_dir = group / f"seed{seed}"
+        check_run_files(run_dir, [100, 200], episode_ended=False)
+        saved = json.loads((run_dir / "config.json").read_text())["config"]
+        assert saved["seed"] == seed and saved["seeds"] is None
+    # seeds are independent learners: their numbers differ
+    assert rows(group / "seed3")[-1]["eval/return"] != rows(group / "seed5")[-1]["eval/return"]
+
+
+def test_seed_k_of_a_multi_seed_run_equals_seed_k_alone(tmp_path: Path) -> None:
+    """A few hundred updates (U = 2 from step 50 to 300): bitwise equal rows and states,
+    with the default seed axis (`map` on a CPU)."""
+    group, alone = tmp_path / "group", tmp_path / "alone"
+    args = TINY + ["--total-steps", "300"]
+    assert main(args + ["--seeds", "0", "1", "2", "--run-dir", str(group)]) == 0
+    assert main(args + ["--seed", "1", "--run-dir", str(alone)]) == 0
+    assert int(rows(alone)[-1]["updates"]) == 2 * (300 - 50 + 1)
+    assert [timing_free(r) for r in rows(group / "seed1")] == [timing_free(r) for r in rows(alone)]
+    assert digest(_restore_last(group / "seed1", TINY, seed=1)[0]) == digest(
+        _restore_last(alone, TINY, seed=1)[0]
+    )
+
+
+def test_multi_seed_resume_equals_an_uninterrupted_run(tmp_path: Path) -> None:
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    seeds = ["--seeds", "0", "1"]
+    assert main(TINY + seeds + ["--total-steps", "200", "--run-dir", str(straight)]) == 0
+    assert main(TINY + seeds + ["--total-steps", "100", "--run-dir", str(split)]) == 0
+    assert main(["--resume", str(split), "--total-steps", "200", "--progress", "off"]) == 0
+    for seed in (0, 1):
+        a, b = straight / f"seed{seed}", split / f"seed{seed}"
+        assert [timing_free(r) for r in rows(a)] == [timing_free(r) for r in rows(b)]
+        assert digest(_restore_last(a, TINY, seed)[0]) == digest(_restore_last(b, TINY, seed)[0])
