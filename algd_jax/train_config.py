@@ -270,7 +270,11 @@ def cli_type(algo: str) -> type:
         [
             (
                 "hparams",
-                Annotated[options, tyro.conf.OmitArgPrefixes, tyro.conf.arg(name=algo)],
+                Annotated[
+                    options,
+                    tyro.conf.OmitArgPrefixes,
+                    tyro.conf.arg(name=algo, help=f"{algorithm.description}."),
+                ],
                 dataclasses.field(default_factory=options),
             )
         ],
@@ -475,6 +479,11 @@ def parse_command_line(argv: Sequence[str], prog: str = "experiments.run") -> Tr
     With `--resume RUN_DIR` the defaults are that run's saved config, so any flag that
     disagrees with it is reported (`RunError`). `--help` exits through `SystemExit(0)`.
     """
+    # --agent is the older name of --algo
+    argv = [
+        "--algo" if t == "--agent" else "--algo=" + t[8:] if t.startswith("--agent=") else t
+        for t in argv
+    ]
     pre = _preparse(argv)
     if pre.list_tasks:
         return TrainConfig(list_tasks=True)

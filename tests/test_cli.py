@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from algd_jax.checkpointing import Checkpointer
-from algd_jax.train_config import AgentOptions, TrainConfig
+from algd_jax.algorithms import get_algorithm, list_algorithms
+from algd_jax.train_config import TrainConfig
 from experiments import evaluate
 from experiments.run import main
 from tests.test_training import TINY
@@ -43,11 +44,12 @@ def test_help_lists_every_field_with_its_default(capsys: pytest.CaptureFixture[s
         main(["--help"])
     assert exit_info.value.code == 0
     text = " ".join(capsys.readouterr().out.split())  # undo the help's line wrapping
-    flags = [f.name for f in dataclasses.fields(TrainConfig) if f.name != "algo"]
-    flags += [f.name for f in dataclasses.fields(AgentOptions) if f.name != "cost_budget"]
+    flags = [f.name for f in dataclasses.fields(TrainConfig) if f.name != "hparams"]
+    flags += list(get_algorithm("algd").option_names())
     for name in flags:
         assert f"--{name.replace('_', '-')}" in text, name
     assert "--cost-budget" not in text  # follows from the task and --cost-limit
+    assert "algd options" in text  # the algorithm's own fields in their own section
     assert text.count("(default:") >= len(flags)
     assert "(default: 151.989)" not in text and "(default: 1000)" in text
 
@@ -74,7 +76,17 @@ def test_list_tasks(capsys: pytest.CaptureFixture[str]) -> None:
     [
         (["--task", "HalfCheetah"], "unknown task 'HalfCheetah' (did you mean HalfCheetahVelocity"),
         (["--task", "Nope"], "list all tasks with `python -m experiments.run --list-tasks`"),
-        (["--agent", "sac"], "unknown agent 'sac'; choose one of algd, lgd, algd-ddpm"),
+        (["--agent", "sac"], "unknown algorithm 'sac'"),
+        (["--algo", "algdd"], "unknown algorithm 'algdd'; did you mean algd"),
+        (["--seeds", "0", "1", "0"], "--seeds lists seed 0 twice"),
+        (["--seeds", "0", "-1"], "--seeds -1: seeds must be integers from 0 to 2147483647"),
+        (["--seed", "-1"], "--seed -1: seeds must be integers from 0 to 2147483647"),
+        (["--seed", "18446744073709551616"], "seeds must be integers from 0 to 2147483647"),
+        (["--seeds", "0", "1", "--seed", "2"], "pass either --seed K or --seeds K1 K2 ..."),
+        (["--batch-size", "abc"], "--batch-size 'abc': expected an integer"),
+        (["--rho", "x"], "--rho 'x': expected a number"),
+        (["--progress", "loud"], "--progress 'loud': expected one of auto, bar, lines, off"),
+        (["--batchsize", "3"], "unknown flag --batchsize; did you mean --batch-size?"),
         (["--batch-size", "0"], "--batch-size must be a positive integer, got 0"),
         (["--updates-per-step", "0"], "--updates-per-step (U) must be a positive integer"),
         (["--mc-samples", "0"], "--mc-samples (N) must be a positive integer, got 0"),
@@ -109,6 +121,79 @@ def test_bad_input_in_a_real_process_has_no_traceback() -> None:
     assert "Traceback" not in result.stderr
 
 
+def test_list_algos(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--list-algos"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split()[0] for line in lines] == list_algorithms()
+    assert all(len(line.split(maxsplit=1)) == 2 for line in lines)  # each has a description
+
+
+def test_agent_is_an_alias_of_algo() -> None:
+    from algd_jax.train_config import parse_command_line
+
+    assert parse_command_line(["--agent", "lgd"]).algo == "lgd"
+    assert parse_command_line(["--algo", "lgd"]).hparams.agent == "lgd"
+
+
+def test_an_option_of_another_algorithm_is_named(capsys: pytest.CaptureFixture[str]) -> None:
+    """A throw-away second algorithm with an option ALGD does not have."""
+    from algd_jax.algorithms import Algorithm, register, unregister
+
+    @dataclasses.dataclass(frozen=True)
+    class OtherConfig:
+        temperature: float = 0.2
+
+    algd = get_algorithm("algd")
+    register(
+        Algorithm(
+            name="other-test-algo",
+            description="test only",
+            config_type=OtherConfig,
+            init=algd.init,
+            act=algd.act,
+            update=algd.update,
+            metric_names=lambda c: (),
+            resolve=lambda c, s: c,
+        )
+    )
+    try:
+        assert main(["--temperature", "0.5"]) == 2
+        err = error_line(capsys)
+        assert "--temperature is an option of other-test-algo, not of algd" in err
+        assert main(["--algo", "other-test-algo", "--rho", "2"]) == 2
+        assert "--rho is an option of algd, lgd, algd-ddpm, not of other-test-algo" in (
+            error_line(capsys)
+        )
+    finally:
+        unregister("other-test-algo")
+
+
+def test_wrongly_typed_flag_in_a_real_process_is_one_line() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "experiments.run", "--batch-size", "abc"],
+        cwd=REPO,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == ["error: --batch-size 'abc': expected an integer"]
+
+
+def test_resume_of_a_multi_seed_run_refuses_other_seeds(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    group = tmp_path / "group"
+    assert main(TINY + ["--total-steps", "100", "--seeds", "0", "1", "--run-dir", str(group)]) == 0
+    capsys.readouterr()
+    before = {p: p.read_bytes() for p in group.rglob("*") if p.is_file()}
+    assert main(["--resume", str(group), "--total-steps", "200", "--seeds", "0", "2"]) == 2
+    assert "--seeds 0 2 on the command line disagrees with 0 1 in its config.json" in (
+        error_line(capsys)
+    )
+    assert {p: p.read_bytes() for p in group.rglob("*") if p.is_file()} == before
+
+
 def test_resume_refuses_a_directory_that_is_not_a_run(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -131,7 +216,7 @@ def test_resume_refuses_a_run_without_checkpoint(
     [
         ("--seed", "3", "0"),
         ("--mc-samples", "4", "2"),
-        ("--agent", "lgd", "algd"),
+        ("--algo", "lgd", "algd"),
         ("--task", "HopperVelocity", "HalfCheetahVelocity"),
     ],  # fmt: skip
 )
