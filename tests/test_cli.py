@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from algd_jax.checkpointing import Checkpointer
 from algd_jax.algorithms import get_algorithm, list_algorithms
+from algd_jax.checkpointing import Checkpointer
 from algd_jax.train_config import TrainConfig
 from experiments import evaluate
 from experiments.run import main
