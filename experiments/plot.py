@@ -1,10 +1,16 @@
-"""Plot return and cost against env steps for one or more runs.
+"""Plot return and cost (and the multiplier and violation) against env steps for runs.
 
     python -m experiments.plot runs/algd-HalfCheetahVelocity/* --out fig.png
+    python -m experiments.plot runs/lgd-X runs/algd-X --panels return,cost,multiplier,violation
 
 Runs that share a configuration (everything but the seed and bookkeeping flags) are drawn
-as one curve: the mean over seeds with a shaded band of ± one standard deviation. The
-cost panel shows the task's limit as a dashed line. One column per task.
+as one curve: the mean over seeds with a shaded band of ± one standard deviation, in one
+colour on every panel. The cost panel shows the task's limit as a dashed line. One column
+per task, one row per panel. `--panels` chooses the rows (the paper's Fig. 2 is
+`return,multiplier,violation`): `return` and `cost` are the evaluation (or training)
+episodes', `multiplier` is the `train/multiplier` column (lambda, the epoch's mean over
+updates) and `violation` is `max(0, train/violation)`, the epoch's mean of `qc_risk - h` on
+the replay batches, clipped at zero like the paper's `max(0, c - h)`.
 """
 
 from __future__ import annotations
@@ -22,6 +28,9 @@ import tyro
 
 from algd_jax.logging_utils import read_progress
 from algd_jax.train_config import GROUP_FILE, RunError, load_run_config
+
+#: Rows `--panels` may ask for, in any order.
+PANELS = ("return", "cost", "multiplier", "violation")
 
 #: Config fields that do not change what a run computes (seeds are what a band averages).
 IGNORED_FIELDS = {
@@ -48,6 +57,21 @@ class PlotArgs:
     """Image file to write (the format follows the suffix: png, pdf, svg)."""
     source: Literal["eval", "train"] = "eval"
     """`eval`: the deterministic evaluation episodes; `train`: the training episodes."""
+    panels: str = "return,cost"
+    """Comma-separated rows: any of return, cost, multiplier, violation."""
+
+
+def parse_panels(text: str) -> list[str]:
+    """`"return,cost"` -> `["return", "cost"]`; `RunError` for an unknown or repeated one."""
+    names = [p.strip() for p in text.split(",") if p.strip()]
+    if not names:
+        raise RunError(f"--panels needs at least one of {', '.join(PANELS)}")
+    for name in names:
+        if name not in PANELS:
+            raise RunError(f"--panels {name!r}: choose from {', '.join(PANELS)}")
+    if len(set(names)) != len(names):
+        raise RunError(f"--panels {text!r} names a panel twice")
+    return names
 
 
 @dataclass
@@ -112,16 +136,21 @@ def _labels(groups: dict[str, list[Run]]) -> dict[str, str]:
 
 
 def _column(rows: list[dict[str, str]], name: str) -> np.ndarray:
-    return np.array([float(r[name]) if r[name] != "" else math.nan for r in rows])
+    """A column as floats (NaN where empty, or where the run does not write the column)."""
+    return np.array([float(r[name]) if r.get(name, "") != "" else math.nan for r in rows])
 
 
-def aggregate(runs: list[Run], column: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(env steps, mean, std) over runs on the env steps every run has logged."""
+def aggregate(
+    runs: list[Run], column: str, floor: float | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(env steps, mean, std) over runs on the env steps every run has logged; with `floor`,
+    each run's values are clipped below at it first."""
     steps = sorted(set.intersection(*({int(r["env_steps"]) for r in run.rows} for run in runs)))
     values = []
     for run in runs:
         by_step = {int(r["env_steps"]): r for r in run.rows}
-        values.append(_column([by_step[s] for s in steps], column))
+        column_values = _column([by_step[s] for s in steps], column)
+        values.append(column_values if floor is None else np.maximum(column_values, floor))
     stacked = np.stack(values)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # columns that are NaN in every run
@@ -137,40 +166,57 @@ def plot(args: PlotArgs) -> Path:
 
     if not args.run_dirs:
         raise RunError("give at least one run directory")
+    panels = parse_panels(args.panels)
     runs = [load_run(Path(p)) for p in expand(args.run_dirs)]
     groups: dict[str, list[Run]] = {}
     for run in runs:
         groups.setdefault(_group_key(run), []).append(run)
     labels = _labels(groups)
+    # one colour per group (e.g. per algorithm), the same on every panel and task
+    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colours = {key: cycle[n % len(cycle)] for n, key in enumerate(groups)}
     tasks = list(dict.fromkeys(run.config["task"] for run in runs))
 
     fig, axes = plt.subplots(
-        2, len(tasks), figsize=(5.5 * len(tasks), 6.5), squeeze=False, sharex="col"
+        len(panels),
+        len(tasks),
+        figsize=(5.5 * len(tasks), 3.25 * len(panels)),
+        squeeze=False,
+        sharex="col",
     )
     prefix = "eval/" if args.source == "eval" else "train/episode_"
     for col, task in enumerate(tasks):
-        ax_ret, ax_cost = axes[0, col], axes[1, col]
         spec = next(r.task_spec for r in runs if r.config["task"] == task)
         discounted = spec["eval_cost"] == "discounted"
         cost_name = "discounted_cost" if discounted else "cost"
         limit = spec["cost_budget"] if discounted else spec["episode_cost_limit"]
+        cost_label = "discounted cost" if discounted else "episode cost"
+        rows = {
+            "return": (prefix + "return", f"{args.source} return"),
+            "cost": (prefix + cost_name, f"{args.source} {cost_label}"),
+            "multiplier": ("train/multiplier", "multiplier lambda"),
+            "violation": ("train/violation", "violation max(0, qc_risk - h)"),
+        }
         for key, members in groups.items():
             if members[0].config["task"] != task:
                 continue
-            for ax, name in ((ax_ret, "return"), (ax_cost, cost_name)):
-                x, mean, std = aggregate(members, prefix + name)
-                (line,) = ax.plot(x, mean, label=labels[key])
+            for row, panel in enumerate(panels):
+                ax = axes[row, col]
+                floor = 0.0 if panel == "violation" else None
+                x, mean, std = aggregate(members, rows[panel][0], floor)
+                marker = "o" if len(x) == 1 else None  # a lone epoch is a point, not a line
+                ax.plot(x, mean, label=labels[key], color=colours[key], marker=marker)
                 if len(members) > 1:
-                    ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.2)
-        ax_cost.axhline(limit, color="black", linestyle="--", linewidth=1, label="cost limit")
-        ax_ret.set_title(task)
-        ax_ret.set_ylabel(f"{args.source} return")
-        cost_label = "discounted cost" if discounted else "episode cost"
-        ax_cost.set_ylabel(f"{args.source} {cost_label}")
-        ax_cost.set_xlabel("environment steps")
-        for ax in (ax_ret, ax_cost):
+                    ax.fill_between(x, mean - std, mean + std, color=colours[key], alpha=0.2)
+        for row, panel in enumerate(panels):
+            ax = axes[row, col]
+            if panel == "cost":
+                ax.axhline(limit, color="black", linestyle="--", linewidth=1, label="cost limit")
+            ax.set_ylabel(rows[panel][1])
             ax.grid(alpha=0.3)
-        ax_cost.legend(fontsize="small")
+        axes[0, col].set_title(task)
+        axes[-1, col].set_xlabel("environment steps")
+        axes[panels.index("cost") if "cost" in panels else -1, col].legend(fontsize="small")
     fig.tight_layout()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out, dpi=120)
