@@ -17,6 +17,7 @@ task families register themselves with :func:`register_task`.
 
 # ``builtin`` registers the built-in tasks when imported (it imports the registry itself).
 from algd_jax.envs import builtin as _builtin  # noqa: F401
+from algd_jax.envs import diffdrive as _diffdrive  # noqa: F401  (registers DiffDriveCircle)
 from algd_jax.envs import paper_nav as _paper_nav  # noqa: F401  (registers PointButton1, ...)
 from algd_jax.envs import toy as _toy  # noqa: F401  (registers ToyTwoModeBandit)
 from algd_jax.envs.errors import MissingDependencyError, UnknownTaskError
