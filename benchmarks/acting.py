@@ -6,8 +6,10 @@ Three measurements per mode, in microseconds:
 * `device`: `select_action` on an observation already on the device, blocking on the result;
 * `round_trip`: a numpy observation `[17]` in, a numpy action `[6]` out (what the training
   loop pays per env step: transfer, dispatch, the K-step reverse chain, transfer back);
-* `loop_style`: as the training loop calls it (`algd_jax.training._act`: the noise key is
-  folded with the step counter inside the jitted call), numpy in and out.
+* `loop_style`: as the training loop calls it: its seed-axis action program
+  (`algd_jax.programs.programs(algo.act, algo.update, "map").act`) on one seed's stacked
+  state, observation `[1, 17]` and key `[1]`, the noise key folded with the step counter
+  inside the jitted call; numpy in and out.
 
 The stochastic mode is also timed with the non-default PRNG implementations (`rbg`,
 `unsafe_rbg`; not in `--quick`), whose keys compile to cheaper code on CPU than threefry's;
@@ -23,6 +25,8 @@ from typing import Any
 import jax
 import numpy as np
 
+from algd_jax import programs
+from algd_jax.algorithms import get_algorithm
 from algd_jax.algorithms.algd import select_action
 from benchmarks.common import (
     ACT_DIM,
@@ -57,8 +61,13 @@ def _calls(
     keys: list[jax.Array],
     deterministic: bool,
     act: Callable[..., jax.Array],
+    states: Any,
 ) -> dict[str, Callable[[], Callable[[], None]]]:
-    """Factories of the three timed calls; each factory starts a fresh stream of keys."""
+    """Factories of the three timed calls; each factory starts a fresh stream of keys.
+
+    `act(states, obs [S, ds], keys [S], step, deterministic)` is the loop's action program
+    and `states` the agent stacked on a seed axis of S = 1.
+    """
 
     def device() -> Callable[[], None]:
         it = iter(keys)
@@ -75,10 +84,12 @@ def _calls(
 
     def loop_style() -> Callable[[], None]:
         counter = iter(range(1 << 30))
+        seed_keys = keys[0][None]  # [S = 1]
 
         def call() -> None:
-            action = np.asarray(act(state, obs_host, keys[0], next(counter), deterministic))
-            assert action.shape == (ACT_DIM,)
+            obs = obs_host[None]  # [S = 1, ds]
+            actions = np.asarray(act(states, obs, seed_keys, next(counter), deterministic))
+            assert actions.shape == (1, ACT_DIM)
 
         return call
 
@@ -98,14 +109,17 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     obs_host = rng.standard_normal(OBS_DIM).astype(np.float32)
     obs_device = jax.device_put(obs_host[None])
 
-    from algd_jax.training import _act  # the loop's own jitted action function
+    # the training loop's own jitted action program, on a seed axis of one
+    algo = get_algorithm(config.agent)
+    loop_act = programs.programs(algo.act, algo.update, "map").act
+    states = programs.stack([state])
 
     results: dict[str, Any] = {}
     for deterministic in (False, True):
         mode = "deterministic" if deterministic else "stochastic"
         for impl in ("threefry2x32",) if deterministic or quick else PRNG_IMPLS:
             keys = list(jax.random.split(jax.random.key(0, impl=impl), reps + 8))
-            calls = _calls(state, obs_host, obs_device, keys, deterministic, _act)
+            calls = _calls(state, obs_host, obs_device, keys, deterministic, loop_act, states)
             entry = {
                 name: _us(summarize_ms(time_calls(make(), reps, warmup=3)))
                 for name, make in calls.items()
@@ -143,7 +157,7 @@ def report(result: dict[str, Any]) -> str:
             ]
         )
     table = format_table(
-        ["mode", "device us", "round trip us", "min us", "p90 us", "loop _act us"], rows
+        ["mode", "device us", "round trip us", "min us", "p90 us", "loop act us"], rows
     )
     return (
         f"Action selection at batch 1 (K={result['diffusion_steps']}, score net "

@@ -23,9 +23,9 @@ import jax.numpy as jnp
 import jaxlib
 import numpy as np
 
-from algd_jax.algorithms.algd import AgentState, create_agent
+from algd_jax.algorithms.algd import AgentState, ALGDConfig, create_agent
 from algd_jax.compile_options import compiler_options
-from algd_jax.algorithms.algd import ALGDConfig
+from algd_jax.types import Batch
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -219,36 +219,28 @@ def quick_config(**overrides: Any) -> ALGDConfig:
     return ALGDConfig(**base)
 
 
-_STRUCTURES: dict[ALGDConfig, Any] = {}
-
-
 def make_agent(config: ALGDConfig, seed: int = 0) -> AgentState:
     """An agent for HalfCheetah sizes with actions in [-1, 1]^6.
 
-    Agents made here for equal configs share one pytree structure: `create_agent` builds
-    new module/optimiser objects (static fields of the state, part of jit's cache key) for
-    every agent, so without this a second agent would compile the update again.
+    Agents of equal configs share one pytree structure (`create_agent` builds the static
+    modules and optimisers once per config), so a second agent reuses the compiled update.
     """
-    state = create_agent(config, OBS_DIM, -np.ones(ACT_DIM), np.ones(ACT_DIM), seed)
-    structure = _STRUCTURES.setdefault(config, jax.tree.structure(state))
-    return jax.tree.unflatten(structure, jax.tree.leaves(state))
+    return create_agent(config, OBS_DIM, -np.ones(ACT_DIM), np.ones(ACT_DIM), seed)
 
 
-def make_batch(
-    rng: np.random.Generator, batch: int, leading: tuple[int, ...] = ()
-) -> dict[str, jax.Array]:
-    """A random replay batch on the device, leaves `[*leading, batch, ...]` float32."""
+def make_batch(rng: np.random.Generator, batch: int, leading: tuple[int, ...] = ()) -> Batch:
+    """A random replay `Batch` on the device, leaves `[*leading, batch, ...]` float32."""
     shape = (*leading, batch)
     f32 = np.float32
-    host = {
-        "obs": rng.standard_normal((*shape, OBS_DIM)).astype(f32),
-        "action": rng.uniform(-1, 1, (*shape, ACT_DIM)).astype(f32),
-        "reward": rng.standard_normal(shape).astype(f32),
-        "cost": rng.uniform(0, 1, shape).astype(f32),
-        "next_obs": rng.standard_normal((*shape, OBS_DIM)).astype(f32),
-        "mask_r": (rng.uniform(size=shape) > 0.01).astype(f32),
-        "mask_c": np.ones(shape, f32),
-    }
+    host = Batch(
+        obs=rng.standard_normal((*shape, OBS_DIM)).astype(f32),
+        action=rng.uniform(-1, 1, (*shape, ACT_DIM)).astype(f32),
+        reward=rng.standard_normal(shape).astype(f32),
+        cost=rng.uniform(0, 1, shape).astype(f32),
+        next_obs=rng.standard_normal((*shape, OBS_DIM)).astype(f32),
+        mask_r=(rng.uniform(size=shape) > 0.01).astype(f32),
+        mask_c=np.ones(shape, f32),
+    )
     return jax.device_put(host)
 
 

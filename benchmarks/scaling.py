@@ -19,8 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from algd_jax.algorithms.algd import update_many
-from algd_jax.algorithms.algd import ALGDConfig
+from algd_jax.algorithms.algd import ALGDConfig, update_many
 from benchmarks.common import (
     base_parser,
     cost_flops,

@@ -24,11 +24,9 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-import jax.numpy as jnp
 import numpy as np
 
-from algd_jax.algorithms.algd import update, update_many
-from algd_jax.algorithms.algd import ALGDConfig
+from algd_jax.algorithms.algd import ALGDConfig, update, update_many
 from benchmarks.common import (
     base_parser,
     cost_flops,
@@ -64,19 +62,16 @@ def measure_update(
     state = make_agent(config, seed)
     one = make_batch(rng, batch_size)
     many = make_batch(rng, batch_size, (updates_per_call,))
-    index = jnp.asarray(0, jnp.int32)
     result: dict[str, Any] = {}
 
     # single update ------------------------------------------------------------------
     start = time.perf_counter()
-    lowered = update.lower(state, one, index)
+    lowered = update.lower(state, one)
     lowered_at = time.perf_counter()
     compiled = lowered.compile()
     compiled_at = time.perf_counter()
     flops = cost_flops(compiled)
-    stats, state = time_update_calls(
-        lambda st: update(st, one, index), state, reps_single, 2, 1, flops
-    )
+    stats, state = time_update_calls(lambda st: update(st, one), state, reps_single, 2, 1, flops)
     result["single"] = {
         **stats,
         "trace_lower_s": lowered_at - start,

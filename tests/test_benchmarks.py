@@ -8,11 +8,11 @@ import math
 from pathlib import Path
 from typing import Any
 
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from algd_jax.algorithms.algd import update, update_many
+from algd_jax.types import Batch
 from benchmarks import acting, loop, scaling, train_step
 from benchmarks.common import make_agent, make_batch, quick_config
 
@@ -121,22 +121,24 @@ def test_loop_quick(tmp_path):
 
 @pytest.mark.parametrize("fused", [True, False], ids=["update_many", "update"])
 def test_update_does_not_recompile_for_new_data(fused):
-    """One compiled program per agent structure and shapes: new batch values, new index
-    values and the state returned by the previous call all reuse it."""
+    """One compiled program per agent structure and shapes: new batch values, the state
+    returned by the previous call (its update counter moved on, which decides whether the
+    targets move) and a second agent of the same config all reuse it."""
     fn = update_many if fused else update
-    rng = np.random.default_rng(0)
-    state = make_agent(quick_config(ensemble_size=2, mc_samples=2))
+    config = quick_config(ensemble_size=2, mc_samples=2)
+    state = make_agent(config)
     leading = (2,) if fused else ()
 
     def call(state, seed):
         batch = make_batch(np.random.default_rng(seed), 32, leading)
-        if fused:
-            return fn(state, batch)
-        return fn(state, batch, jnp.asarray(rng.integers(0, 10), jnp.int32))
+        assert isinstance(batch, Batch)
+        return fn(state, batch)
 
     state, _ = call(state, 0)
     size = fn._cache_size()
     for seed in range(1, 5):
         state, metrics = call(state, seed)
+    assert int(state.step) == 5 * (2 if fused else 1)
     assert np.isfinite(np.asarray(metrics["critic_loss"])).all()
+    call(make_agent(config, seed=1), 5)
     assert fn._cache_size() == size

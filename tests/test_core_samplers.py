@@ -7,8 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from algd_jax.algorithms.algd import create_agent, sample_trajectory, select_action
-from algd_jax.algorithms.algd import ALGDConfig
+from algd_jax.algorithms.algd import ALGDConfig, create_agent, sample_trajectory, select_action
 from algd_jax.diffusion import ddpm_chain, ddpm_schedule, ve_chain, ve_schedule
 
 B, DS, DA, K = 4, 3, 2, 5

@@ -25,9 +25,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from algd_jax.device_loop import BanditRun, bandit_agent_config, train_bandit
 from algd_jax.envs import get_task, make_env
 from algd_jax.envs.toy import DEFAULT_BANDIT, TASK_NAME, TwoModeBandit
-from algd_jax.device_loop import BanditRun, bandit_agent_config, train_bandit
 
 SEEDS = [0, 1, 2]
 RUN = BanditRun(iterations=800)  # 800 x U=4 = 3200 updates per seed

@@ -1,0 +1,69 @@
+"""Tiny ALGD configurations, agents and batches shared by the test files.
+
+Import what a test needs from here (`from tests.conftest import SMALL, make_batch, ...`):
+they are plain helpers with arguments, not fixtures.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from algd_jax.algorithms.algd import AgentState, ALGDConfig, create_agent
+from algd_jax.types import Batch
+
+#: Observation and action sizes and the batch size of the tiny test problems.
+DS, DA, B = 5, 3, 16
+
+#: A small ALGD learner: every part of the update (M = 3 cost critics, N = 3 Monte-Carlo
+#: samples, K = 4 diffusion steps) at sizes that compile and run in seconds.
+SMALL = ALGDConfig(
+    ensemble_size=3,
+    mc_samples=3,
+    diffusion_steps=4,
+    critic_hidden=32,
+    score_hidden=32,
+    cost_budget=0.5,
+)
+
+
+def make_batch(seed: int, leading: tuple[int, ...] = (), rows: int = B) -> Batch:
+    """A random float32 `Batch` with leaves `[*leading, rows, ...]`; actions in [-1, 1]^DA,
+    about 10 % of the reward masks 0."""
+    rng = np.random.default_rng(seed)
+    shape = (*leading, rows)
+    batch = Batch(
+        obs=rng.normal(size=(*shape, DS)),
+        action=rng.uniform(-1, 1, (*shape, DA)),
+        reward=rng.normal(size=shape),
+        cost=rng.uniform(0, 1, shape),
+        next_obs=rng.normal(size=(*shape, DS)),
+        mask_r=rng.uniform(size=shape) > 0.1,
+        mask_c=np.ones(shape),
+    )
+    return jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), batch)
+
+
+def new_agent(config: ALGDConfig = SMALL, seed: int = 0) -> AgentState:
+    """A fresh learner for `[DS]` observations and actions in [-1, 1]^DA."""
+    return create_agent(config, DS, -np.ones(DA), np.ones(DA), seed)
+
+
+def leaves(tree) -> list[np.ndarray]:
+    """The numeric leaves of a pytree as numpy arrays (PRNG keys left out)."""
+    return [
+        np.asarray(x)
+        for x in jax.tree.leaves(tree)
+        if hasattr(x, "dtype") and not jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
+    ]
+
+
+def flat(tree) -> np.ndarray:
+    """Every numeric leaf of a pytree, raveled and concatenated."""
+    return np.concatenate([np.ravel(x) for x in leaves(tree)])
+
+
+def assert_states_close(a, b, rtol: float = 2e-5, atol: float = 1e-6) -> None:
+    for x, y in zip(leaves(a), leaves(b), strict=True):
+        np.testing.assert_allclose(x, y, rtol=rtol, atol=atol)
