@@ -19,6 +19,7 @@ save, and orbax's asynchronous mode would race with that.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -52,6 +53,47 @@ def digest(tree: Any) -> str:
     for leaf in jax.tree.leaves(tree):
         h.update(_leaf_bytes(leaf))
     return h.hexdigest()
+
+
+#: Name of the file, beside a checkpoint's items, that lists the digest of every file.
+FILE_DIGESTS = "files.json"
+
+
+def _file_digests(where: Path) -> dict[str, str]:
+    out = {}
+    for path in sorted(where.rglob("*")):
+        if path.is_file() and path.name != FILE_DIGESTS:
+            h = hashlib.blake2b(digest_size=16)
+            with path.open("rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    h.update(chunk)
+            out[str(path.relative_to(where))] = h.hexdigest()
+    return out
+
+
+def _write_file_digests(where: Path) -> None:
+    """Record every file's digest, so that damage is found before orbax reads a file (a
+    damaged file read by tensorstore leaves its reader threads failing at exit)."""
+    tmp = where / (FILE_DIGESTS + ".tmp")
+    tmp.write_text(json.dumps(_file_digests(where), indent=0))
+    tmp.replace(where / FILE_DIGESTS)
+
+
+def _check_file_digests(where: Path) -> str | None:
+    """The first file of a checkpoint that differs from its recorded digest (None if all
+    match, or if the checkpoint has no record)."""
+    record = where / FILE_DIGESTS
+    if not record.is_file():
+        return None
+    try:
+        saved = json.loads(record.read_text())
+    except (OSError, ValueError):
+        return FILE_DIGESTS
+    current = _file_digests(where)
+    for name, value in saved.items():
+        if current.get(name) != value:
+            return name
+    return None
 
 
 def _reason(err: BaseException) -> str:
@@ -102,8 +144,10 @@ class Checkpointer:
 
     def _manager(self, which: Which) -> ocp.CheckpointManager:
         if which not in self._managers:
+            # Reading must not create anything in a run directory: the directory is made
+            # by `save`, never by the manager.
             options = ocp.CheckpointManagerOptions(
-                max_to_keep=self._keep[which], enable_async_checkpointing=False, create=True
+                max_to_keep=self._keep[which], enable_async_checkpointing=False, create=False
             )
             self._managers[which] = ocp.CheckpointManager(self.root / which, options=options)
         return self._managers[which]
@@ -135,10 +179,21 @@ class Checkpointer:
                 meta["checksums"][name] = digest(tree)
                 items[name] = ocp.args.StandardSave(tree)
         items["meta"] = ocp.args.JsonSave(meta)
+        (self.root / which).mkdir(parents=True, exist_ok=True)
         manager = self._manager(which)
         manager.save(step, args=ocp.args.Composite(**items), force=True)
         manager.wait_until_finished()
-        return self.root / which / str(step)
+        where = self.root / which / str(step)
+        _write_file_digests(where)
+        return where
+
+    def remove_after(self, step: int, which: Which = "last") -> list[int]:
+        """Delete the checkpoints made after env step `step` (a resume from an older one
+        repeats those steps); returns their steps."""
+        newer = [s for s in self.steps(which) if s > step]
+        for s in newer:
+            self._manager(which).delete(s)
+        return newer
 
     def read_meta(self, which: Which = "last", step: int | None = None) -> dict[str, Any]:
         """The JSON `meta` item of one checkpoint (the newest if `step` is None)."""
@@ -148,8 +203,6 @@ class Checkpointer:
         step = steps[-1] if step is None else step
         path = self.root / which / str(step) / "meta" / "metadata"
         try:
-            import json
-
             data = json.loads(path.read_text())
         except (OSError, ValueError) as err:
             raise CheckpointError(
@@ -187,6 +240,12 @@ class Checkpointer:
             raise CheckpointError(f"no {which} checkpoint in {self.root / which}")
         step = steps[-1] if step is None else step
         where = self.root / which / str(step)
+        damaged = _check_file_digests(where)
+        if damaged:
+            raise CheckpointError(
+                f"checkpoint {where} is corrupt or truncated ({damaged} differs from what was "
+                f"saved); {self._others(which, step)}"
+            )
         items = {
             "agent": ocp.args.StandardRestore(_abstract(template)),
             "meta": ocp.args.JsonRestore(),

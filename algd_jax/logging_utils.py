@@ -2,17 +2,20 @@
 
 One row per epoch goes to both `progress.csv` and TensorBoard (tensorboardX event files
 under `tb/`, scalar tags namespaced `train/...`, `eval/...`, `time/...`, x-axis = env
-steps). On resume the logs are cut back to the checkpoint being resumed, so that a row
-written after the last checkpoint of an interrupted run is neither lost nor duplicated.
+steps). On resume the logs are cut back to the checkpoint being resumed (only once training really
+continues), so that a row written after the last checkpoint of an interrupted run is neither
+lost nor duplicated.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
 import sys
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
@@ -28,64 +31,144 @@ TIMING_PREFIX = "time/"
 
 
 def read_progress(path: Path) -> list[dict[str, str]]:
-    """Rows of a `progress.csv` as dicts of strings (empty list if there is no file)."""
+    """Rows of a `progress.csv` as dicts of strings (empty list if there is no file).
+
+    A last line without its newline (a crash in the middle of a write) is not a row and is
+    left out.
+    """
     if not path.is_file():
         return []
-    with path.open(newline="") as f:
-        return list(csv.DictReader(f))
+    text = path.read_text()
+    if text and not text.endswith("\n"):
+        text = text[: text.rfind("\n") + 1]
+    return list(csv.DictReader(io.StringIO(text, newline="")))
+
+
+class LogBehindCheckpoint(RunError):
+    """progress.csv lacks rows of epochs the checkpoint has done (`torn`: its last line was
+    cut off mid-write, so an older checkpoint can still be resumed)."""
+
+    def __init__(self, message: str, path: Path, torn: bool) -> None:
+        super().__init__(message)
+        self.path = path
+        self.torn = torn
+
+
+@dataclass
+class ResumePlan:
+    """What resuming a run's `progress.csv` at a checkpoint will change, found without
+    changing anything: the rows logged after the checkpoint (dropped) and a torn last line
+    (cut)."""
+
+    path: Path
+    keep: list[dict[str, str]]
+    dropped: list[dict[str, str]]
+    torn: bool
+
+    def messages(self) -> list[str]:
+        out = []
+        if self.torn:
+            out.append(
+                f"{self.path}: its last line was cut off mid-write (a crash); removing the "
+                f"partial row"
+            )
+        if self.dropped:
+            steps = ", ".join(r["env_steps"] for r in self.dropped)
+            out.append(
+                f"{self.path}: dropping {len(self.dropped)} row(s) logged after the checkpoint "
+                f"(env steps {steps}); training repeats them"
+            )
+        return out
+
+
+def plan_resume(run_dir: Path, columns: list[str], step: int, epochs: int) -> ResumePlan:
+    """Check `run_dir/progress.csv` against the checkpoint at env step `step` (after
+    `epochs` logged epochs); raises `RunError` when it cannot continue that log."""
+    path = Path(run_dir) / "progress.csv"
+    if not path.is_file():
+        if epochs == 0:
+            return ResumePlan(path, [], [], False)
+        raise RunError(
+            f"{path} is missing, but the checkpoint at env step {step} follows {epochs} logged "
+            f"epoch(s); put the file back (its history cannot be recreated) or start a new run"
+        )
+    text = path.read_text()
+    torn = bool(text) and not text.endswith("\n")
+    rows = read_progress(path)
+    header = text.split("\n", 1)[0].split(",") if text else []
+    if header != columns:
+        raise RunError(
+            f"{path} has other columns than this version writes; resume the run with the "
+            f"version of algd-jax that started it"
+        )
+    keep = [r for r in rows if int(r["env_steps"]) <= step]
+    if len(keep) < epochs:
+        raise LogBehindCheckpoint(
+            f"{path} holds {len(keep)} row(s) up to env step {step}, but the checkpoint follows "
+            f"{epochs} logged epochs; the file was edited or truncated, put the original back",
+            path,
+            torn,
+        )
+    return ResumePlan(path, keep, [r for r in rows if int(r["env_steps"]) > step], torn)
+
+
+def _csv_line(columns: list[str], values: Mapping[str, Any] | None = None) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns if values is None else [values[k] for k in columns])
+    return buffer.getvalue()
 
 
 class ProgressLog:
     """Writes epoch rows to `run_dir/progress.csv` and `run_dir/tb/`.
 
+    Each row is one whole line written with a single call, flushed and fsynced, so a crash
+    leaves at most one partial last line (which `plan_resume` finds and a resume cuts).
+
     Args:
         run_dir: the run directory.
         columns: every column, in order; rows must provide exactly these keys.
-        resume_step: when continuing a run, the env step of the checkpoint resumed from:
-            rows after it are dropped from the CSV and TensorBoard.
+        resume: when continuing a run, the plan made by `plan_resume`: the CSV is rewritten
+            to its kept rows, and TensorBoard events after the checkpoint are purged.
+        resume_step: the env step of the checkpoint resumed from.
     """
 
     def __init__(
-        self, run_dir: Path, columns: Iterable[str], resume_step: int | None = None
+        self,
+        run_dir: Path,
+        columns: Iterable[str],
+        resume: ResumePlan | None = None,
+        resume_step: int | None = None,
     ) -> None:
         self.path = Path(run_dir) / "progress.csv"
         self.columns = list(columns)
-        if resume_step is not None:
-            self._truncate(resume_step)
+        if resume is not None and (resume.dropped or resume.torn):
+            tmp = self.path.with_suffix(".csv.tmp")
+            with tmp.open("w", newline="") as f:
+                f.write(_csv_line(self.columns))
+                for row in resume.keep:
+                    f.write(_csv_line(self.columns, row))
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)  # atomic: the old file stays whole until the new one is
         new_file = not self.path.is_file()
         self._file: TextIO = self.path.open("a", newline="")
-        self._csv = csv.DictWriter(self._file, fieldnames=self.columns)
         if new_file:
-            self._csv.writeheader()
-            self._file.flush()
+            self._append(_csv_line(self.columns))
         # purge_step drops events at steps > resume_step that an interrupted session had
         # written after its last checkpoint.
         purge = None if resume_step is None else resume_step + 1
         self._tb = SummaryWriter(logdir=str(Path(run_dir) / "tb"), purge_step=purge)
 
-    def _truncate(self, step: int) -> None:
-        rows = read_progress(self.path)
-        if not rows:
-            return
-        if list(rows[0]) != self.columns:
-            raise RunError(
-                f"{self.path} has other columns than this version writes; resume the run "
-                f"with the version of algd-jax that started it"
-            )
-        keep = [r for r in rows if int(r["env_steps"]) <= step]
-        if len(keep) == len(rows):
-            return
-        tmp = self.path.with_suffix(".csv.tmp")
-        with tmp.open("w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=self.columns)
-            writer.writeheader()
-            writer.writerows(keep)
-        os.replace(tmp, self.path)  # atomic: the old file stays whole until the new one is
+    def _append(self, line: str) -> None:
+        self._file.write(line)
+        self._file.flush()
+        os.fsync(self._file.fileno())
 
     def write(self, row: Mapping[str, float | int]) -> None:
-        """Append one epoch row (flushed to disk at once) and its TensorBoard scalars."""
-        self._csv.writerow({k: row[k] for k in self.columns})
-        self._file.flush()
+        """Append one epoch row (one write, flushed and fsynced) and its TensorBoard
+        scalars."""
+        self._append(_csv_line(self.columns, row))
         step = int(row["env_steps"])
         for key in self.columns:
             if key not in INDEX_COLUMNS and math.isfinite(float(row[key])):

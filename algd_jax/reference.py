@@ -282,7 +282,10 @@ def compare_dump(dump: Mapping[str, np.ndarray]) -> list[Comparison]:
         if not name.startswith(("out.", "active.", "upd.")) or name not in ours:
             continue
         ref = np.asarray(dump[name], np.float64)
-        mine = np.asarray(ours[name], np.float64).reshape(ref.shape)
+        mine = np.asarray(ours[name], np.float64)
+        if mine.size != ref.size:
+            raise ValueError(f"{name} has shape {ref.shape}, expected {mine.shape}")
+        mine = mine.reshape(ref.shape)
         max_abs = float(np.max(np.abs(mine - ref))) if ref.size else 0.0
         scale = float(np.max(np.abs(ref))) if ref.size else 0.0
         max_rel = max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else np.inf)

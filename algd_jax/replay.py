@@ -184,8 +184,7 @@ class ReplayBuffer:
         size = int(np.asarray(arrays["obs"]).shape[0])
         if size > self.capacity:
             raise ValueError(
-                f"the checkpoint holds {size} transitions, more than --replay-size "
-                f"{self.capacity}"
+                f"the checkpoint holds {size} transitions, more than --replay-size {self.capacity}"
             )
         for name in FIELDS:
             src = np.asarray(arrays[name])

@@ -156,6 +156,25 @@ class TrainConfig:
             if value < 0:
                 raise RunError(f"--{name.replace('_', '-')} must be >= 0, got {value}")
         check_seeds(self.seed_list, "--seeds" if self.seeds is not None else "--seed")
+        if self.replay_size < self.learning_starts:
+            raise RunError(
+                f"--replay-size {self.replay_size} can never hold the --learning-starts "
+                f"{self.learning_starts} transitions updates wait for; raise --replay-size or "
+                f"lower --learning-starts"
+            )
+        if self.learning_starts < self.batch_size:
+            raise RunError(
+                f"--learning-starts {self.learning_starts} is smaller than --batch-size "
+                f"{self.batch_size}: the first batches would repeat rows; raise "
+                f"--learning-starts or lower --batch-size"
+            )
+        first_update = max(self.initial_steps, self.learning_starts)
+        if self.total_steps < first_update:
+            raise RunError(
+                f"--total-steps {self.total_steps} ends before the first update (after env step "
+                f"{first_update}: --initial-steps {self.initial_steps}, --learning-starts "
+                f"{self.learning_starts}); raise --total-steps"
+            )
         try:
             algorithm = get_algorithm(self.algo)
         except UnknownAlgorithmError as err:
@@ -452,6 +471,8 @@ def load_run_config(run_dir: Path, label: str = "") -> dict[str, Any]:
     or its config file is missing or unreadable.
     """
     prefix = f"{label} {run_dir}" if label else str(run_dir)
+    if run_dir.is_file():
+        raise RunError(f"{prefix}: is a file, not a run directory")
     if not run_dir.is_dir():
         raise RunError(f"{prefix}: no such directory")
     path = run_dir / "config.json"

@@ -32,6 +32,7 @@ import json
 import math
 import os
 import platform
+import shlex
 import signal
 import sys
 import time
@@ -51,7 +52,14 @@ import numpy as np
 from algd_jax.algorithms import Algorithm
 from algd_jax.checkpointing import Checkpointer
 from algd_jax.envs import TaskSpec, make_env
-from algd_jax.logging_utils import TIMING_PREFIX, Display, ProgressLog
+from algd_jax.logging_utils import (
+    TIMING_PREFIX,
+    Display,
+    LogBehindCheckpoint,
+    ProgressLog,
+    ResumePlan,
+    plan_resume,
+)
 from algd_jax.programs import Programs, new_sums, programs, resolve_seed_axis, stack, unstack
 from algd_jax.replay import ReplayBuffer, replay_bytes, row_bytes
 from algd_jax.rollouts import EPISODE_FIELDS, cost_of, run_episodes
@@ -167,6 +175,52 @@ class LoopState(struct.PyTreeNode):
         )
 
 
+class PhaseClock:
+    """Optional wall-time accounting of the loop's phases (for `benchmarks.loop`).
+
+    Phases: `action`, `env_step` (all S envs), `replay_add`, `replay_sample`, `update`,
+    `episode_end`, `epoch_end`. Timing blocks on the action and on the updated states, so
+    that the asynchronously dispatched update is charged to `update`, not to the next
+    action. Phases are counted from the first updating env step on (`steady`); before it
+    they go to `warmup`.
+    """
+
+    PHASES = (
+        "action",
+        "env_step",
+        "replay_add",
+        "replay_sample",
+        "update",
+        "episode_end",
+        "epoch_end",
+    )
+
+    def __init__(self) -> None:
+        self.steady = False
+        self.steady_start = math.nan
+        self.seconds = {b: dict.fromkeys(self.PHASES, 0.0) for b in ("warmup", "steady")}
+        self.calls = dict.fromkeys(self.PHASES, 0)
+
+    def start_steady(self) -> None:
+        if not self.steady:
+            self.steady = True
+            self.steady_start = time.perf_counter()
+
+    @contextmanager
+    def __call__(self, phase: str) -> Iterator[None]:
+        start = time.perf_counter()
+        yield
+        bucket = "steady" if self.steady else "warmup"
+        self.seconds[bucket][phase] += time.perf_counter() - start
+        if self.steady:
+            self.calls[phase] += 1
+
+
+@contextmanager
+def _untimed(_phase: str) -> Iterator[None]:
+    yield
+
+
 def feasible(spec: TaskSpec, summary: dict[str, float]) -> bool:
     """Whether an evaluation's cost is within the task's limit (the quantity the task
     reports: discounted cost against h, or summed cost against C)."""
@@ -247,18 +301,43 @@ def _check_new_run_dir(path: Path) -> None:
         )
 
 
-def config_digest(config: TrainConfig, hparams: Any, spec: TaskSpec) -> str:
-    """A digest of everything that decides a run's numbers (not its length, paths or
-    terminal output), stored with each checkpoint."""
+def config_values(config: TrainConfig, hparams: Any, spec: TaskSpec, seed: int) -> dict[str, Any]:
+    """Everything that decides one seed's numbers (not the run's length, paths, terminal
+    output or how many other seeds train beside it), flattened to `name: value`."""
     data = config.to_dict()
     for key in ("total_steps", "run_dir", "resume", "progress", "keep_checkpoints", "seeds"):
         data.pop(key, None)
-    blob = json.dumps(
-        {"config": data, "resolved": dataclasses.asdict(hparams), "task": dataclasses.asdict(spec)},
-        sort_keys=True,
-        default=str,
-    )
+    data.pop("hparams", None)
+    data["seed"] = seed
+    values = {f"config.{k}": v for k, v in data.items()}
+    values.update({f"algorithm.{k}": v for k, v in dataclasses.asdict(hparams).items()})
+    values.update({f"task.{k}": v for k, v in dataclasses.asdict(spec).items()})
+    return json.loads(json.dumps(values, default=str))
+
+
+def config_digest(values: dict[str, Any]) -> str:
+    """A digest of `config_values`, stored with each checkpoint."""
+    blob = json.dumps(values, sort_keys=True, default=str)
     return hashlib.blake2b(blob.encode(), digest_size=16).hexdigest()
+
+
+def _check_writable(path: Path) -> None:
+    """Refuse a run directory that cannot be created, before any slow set-up: probe the
+    nearest existing ancestor with a temporary directory (removed at once)."""
+    import tempfile
+
+    ancestor = path.absolute()
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise RunError(f"--run-dir {path}: {ancestor} is a file, not a directory")
+    try:
+        os.rmdir(tempfile.mkdtemp(dir=ancestor, prefix=".algd-probe-"))
+    except OSError as err:
+        raise RunError(
+            f"--run-dir {path}: cannot create a directory in {ancestor} "
+            f"({err.strerror or type(err).__name__}); choose a writable place"
+        ) from None
 
 
 def _versions() -> dict[str, str]:
@@ -323,8 +402,11 @@ class Trainer:
     `RunError` subclasses for everything a user should see as one line.
     """
 
-    def __init__(self, config: TrainConfig, run_root: Path = Path("runs")) -> None:
+    def __init__(
+        self, config: TrainConfig, run_root: Path = Path("runs"), clock: PhaseClock | None = None
+    ) -> None:
         config = config.with_hparams()
+        self.clock = clock
         self.config = config
         self.algorithm = config.algorithm
         self.spec = resolve_task(config)
@@ -337,6 +419,7 @@ class Trainer:
             # checked before the slow set-up below, created only once that succeeded
             self.run_dir = config.run_dir or default_run_dir(config, run_root)
             _check_new_run_dir(self.run_dir)
+            _check_writable(self.run_dir)
         else:
             self.run_dir = Path(config.resume)
         self.run_dirs = seed_dirs(self.run_dir, config)
@@ -367,24 +450,59 @@ class Trainer:
             *(f"train/{k}" for k in self.metric_names),
             *TIMING_COLUMNS,
         ]
-        self.digest = config_digest(config, self.hparams, spec)
+        self.values = [config_values(config, self.hparams, spec, s) for s in self.seeds]
         self.loop = LoopState.create(self.seeds, spec, self.metric_names)
         self.last_saved_step = -1
+        self.refusal: RunError | None = None
         self.checkpointers = [Checkpointer(d, keep=config.keep_checkpoints) for d in self.run_dirs]
+        created, existed = False, self.run_dir.exists()
         try:
             if config.resume is not None:
-                self._restore()
-                resume_step: int | None = self.env_step
+                # Everything that can refuse is checked before anything is written.
+                plans = self._restore_with_logs()
+                if self.env_step >= config.total_steps:
+                    self.refusal = RunError(
+                        f"run {self.run_dir} already has {self.env_step} env steps "
+                        f"(--total-steps {config.total_steps}); raise --total-steps to continue it",
+                        exit_code=0,
+                    )
+                    self.logs = []
+                    return
+                epochs = int(self.loop.epoch_index[0])
+                plans = [plan_resume(d, self.columns, self.env_step, epochs) for d in self.run_dirs]
+                for plan in plans:
+                    for line in plan.messages():
+                        print(line, file=sys.stderr, flush=True)
+                for d, checkpointer in zip(self.run_dirs, self.checkpointers, strict=True):
+                    for which in ("last", "best"):
+                        removed = checkpointer.remove_after(self.env_step, which)
+                        if removed:
+                            print(
+                                f"{d}: removing the {which} checkpoint(s) at env steps "
+                                f"{removed}, made after the one resumed; training repeats them",
+                                file=sys.stderr,
+                                flush=True,
+                            )
+                self._record_resume()
+                self.logs = [
+                    ProgressLog(d, self.columns, resume=plan, resume_step=self.env_step)
+                    for d, plan in zip(self.run_dirs, plans, strict=True)
+                ]
             else:
-                self._create_dirs()
                 for k in range(num):
                     self._reset(k)
-                resume_step = None
-            self.logs = [
-                ProgressLog(d, self.columns, resume_step=resume_step) for d in self.run_dirs
-            ]
+                created = True
+                self._create_dirs()
+                self.logs = [ProgressLog(d, self.columns) for d in self.run_dirs]
         except BaseException:
             self._close_checkpointers()
+            if created:  # a new run that failed to start leaves nothing behind
+                import shutil
+
+                for d in self.run_dirs if existed else [self.run_dir]:
+                    shutil.rmtree(d, ignore_errors=True)
+                if existed:
+                    (self.run_dir / GROUP_FILE).unlink(missing_ok=True)
             raise
 
     # -- set-up ---------------------------------------------------------------------------
@@ -426,8 +544,48 @@ class Trainer:
 
     # -- checkpoints ----------------------------------------------------------------------
 
-    def _meta(self) -> dict[str, Any]:
-        return {"format": CHECKPOINT_FORMAT, "env_step": self.env_step, "config": self.digest}
+    def _meta(self, k: int) -> dict[str, Any]:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "env_step": self.env_step,
+            "config_digest": config_digest(self.values[k]),
+            "config": self.values[k],
+        }
+
+    def _record_resume(self) -> None:
+        """Note a resume that trains in each config.json (and group.json): the new
+        --total-steps and an appended `resumes` entry; the creation time stays."""
+        record = {
+            "at": dt.datetime.now().isoformat(timespec="seconds"),
+            "from_env_step": self.env_step,
+            "total_steps": self.config.total_steps,
+        }
+        paths = [d / "config.json" for d in self.run_dirs]
+        if self.config.seeds is not None:
+            paths.append(self.run_dir / GROUP_FILE)
+        for path in paths:
+            data = json.loads(path.read_text())
+            data["config"]["total_steps"] = self.config.total_steps
+            data.setdefault("resumes", []).append(record)
+            _write_json(path, data)
+
+    def _check_config(self, k: int, meta: dict[str, Any], step: int) -> None:
+        """Refuse a checkpoint made under another configuration than config.json says."""
+        if meta.get("config_digest") == config_digest(self.values[k]):
+            return
+        saved = meta.get("config", {})
+        ours = self.values[k]
+        changed = sorted(n for n in set(saved) | set(ours) if saved.get(n) != ours.get(n))
+        shown = ", ".join(
+            f"{n.split('.', 1)[1]} {saved.get(n)!r} -> {ours.get(n)!r}" for n in changed[:4]
+        )
+        more = f" and {len(changed) - 4} more" if len(changed) > 4 else ""
+        raise RunError(
+            f"--resume {self.run_dirs[k]}: its config.json does not match the configuration its "
+            f"checkpoint at step {step} was trained with ({shown}{more}); restore the original "
+            f"config.json",
+            exit_code=2,
+        )
 
     def _save(self) -> None:
         self.loop.wall_time[:] = self._wall()
@@ -437,13 +595,14 @@ class Trainer:
             checkpointer.save(
                 self.env_step,
                 unstack(self.states, k),
-                self._meta(),
+                self._meta(k),
                 loop=unstack(loop, k),
                 replay=self.replay.state_dict(k),
             )
         self.last_saved_step = self.env_step
 
-    def _restore(self) -> None:
+    def _resume_steps(self) -> list[int]:
+        """Env steps at which every seed has a checkpoint, newest first."""
         common = None
         for d, checkpointer in zip(self.run_dirs, self.checkpointers, strict=True):
             steps = set(checkpointer.steps("last"))
@@ -458,7 +617,10 @@ class Trainer:
                 f"--resume {self.run_dir}: its seeds have no checkpoint at a common env step; "
                 f"resume each seed directory on its own"
             )
-        step = max(common)
+        return sorted(common, reverse=True)
+
+    def _restore(self, step: int) -> None:
+        """Load every seed's checkpoint at `step` and bring its simulator back (reads only)."""
         template_state = unstack(self.states, 0)
         template_loop = unstack(self.loop.replace(sums=jax.device_get(self.loop.sums)), 0)
         states, loops = [], []
@@ -471,6 +633,7 @@ class Trainer:
                     f"{CHECKPOINT_FORMAT}); resume it with the version that started it",
                     exit_code=1,
                 )
+            self._check_config(k, meta, step)
             state, loop, arrays, _ = checkpointer.restore(
                 template_state, step=step, loop_template=template_loop
             )
@@ -518,6 +681,27 @@ class Trainer:
                     exit_code=1,
                 )
 
+    def _restore_with_logs(self) -> list[ResumePlan]:
+        """Restore the newest checkpoint whose epochs progress.csv holds whole, with the
+        plan of each seed's log. A checkpoint whose last row was torn by a crash mid-write
+        gives way to the one before it (said on the terminal)."""
+        steps = self._resume_steps()
+        for i, step in enumerate(steps):
+            self._restore(step)
+            epochs = int(self.loop.epoch_index[0])
+            try:
+                return [plan_resume(d, self.columns, step, epochs) for d in self.run_dirs]
+            except LogBehindCheckpoint as err:
+                if not err.torn or i + 1 == len(steps):
+                    raise
+                print(
+                    f"{err.path}: the row of the checkpoint at env step {step} was torn by a "
+                    f"crash; resuming from the checkpoint at env step {steps[i + 1]} instead",
+                    file=sys.stderr,
+                    flush=True,
+                )
+        raise AssertionError("unreachable")
+
     def _close_checkpointers(self) -> None:
         for checkpointer in self.checkpointers:
             checkpointer.close()
@@ -531,13 +715,9 @@ class Trainer:
         """Train until `config.total_steps` env steps; see the module docstring."""
         cfg, loop, replay = self.config, self.loop, self.replay
         self.session_start = time.perf_counter()
-        if self.env_step >= cfg.total_steps:
+        if self.refusal is not None:
             self._close()
-            raise RunError(
-                f"run {self.run_dir} already has {self.env_step} env steps (--total-steps "
-                f"{cfg.total_steps}); raise --total-steps to continue it",
-                exit_code=0,
-            )
+            raise self.refusal
         display = Display(
             cfg.progress,
             total=cfg.total_steps,
@@ -557,58 +737,68 @@ class Trainer:
         cost_gamma = self.spec.cost_gamma
         num = len(self.seeds)
         timer = (time.perf_counter(), self.env_step, int(loop.epoch_updates[0]))
+        phase = self.clock if self.clock is not None else _untimed
         try:
             with _catch_interrupts() as interrupted:
                 while self.env_step < cfg.total_steps:
                     if interrupted:
                         raise self._interrupt()
                     step = self.env_step
-                    actions = np.asarray(
-                        self.programs.act(self.states, loop.obs, loop.act_key, step, False)
-                    )
+                    with phase("action"):
+                        actions = np.asarray(
+                            self.programs.act(self.states, loop.obs, loop.act_key, step, False)
+                        )
                     if not np.isfinite(actions).all():
                         # a diverged policy: name the loss now rather than feed the simulator
                         self._check_finite(jax.device_get(loop.sums))
                         bad = int(np.flatnonzero(~np.isfinite(actions).all(axis=1))[0])
                         raise NonFiniteLoss(
-                            f"non-finite action{self._of_seed(bad)} at env step {step + 1}; "
-                            f"training stopped. {self._last_good()}"
+                            f"non-finite action{self._of_seed(bad)} at env step {step + 1}"
+                            f"{self._nonfinite_state(bad)}; training stopped. {self._last_good()}"
                         )
                     next_obs = np.empty_like(loop.obs)
                     reward, cost = np.empty(num), np.empty(num)
                     ends, truncs = np.zeros(num, bool), np.zeros(num, bool)
                     done = np.zeros(num, bool)
-                    for k, env in enumerate(self.envs):
-                        obs_k, r, terminated, truncated, info = env.step(actions[k])
-                        next_obs[k] = obs_k
-                        reward[k], cost[k] = float(r), cost_of(info)
-                        # a step that ends the reward's bootstrap while the episode goes on
-                        # (a goal reached on the paper's navigation tasks) is stored as one
-                        ends[k] = bool(terminated) or bool(info.get("bootstrap_end", False))
-                        truncs[k] = bool(truncated)
-                        done[k] = bool(terminated or truncated)
-                        self._record(k, actions[k], reward[k], cost[k], cost_gamma)
-                    replay.add(loop.obs, actions, reward, cost, next_obs, ends, truncs)
+                    with phase("env_step"):
+                        for k, env in enumerate(self.envs):
+                            obs_k, r, terminated, truncated, info = env.step(actions[k])
+                            next_obs[k] = obs_k
+                            reward[k], cost[k] = float(r), cost_of(info)
+                            # a step that ends the reward's bootstrap while the episode goes
+                            # on (a goal reached on the paper's navigation tasks) is stored
+                            # as one
+                            ends[k] = bool(terminated) or bool(info.get("bootstrap_end", False))
+                            truncs[k] = bool(truncated)
+                            done[k] = bool(terminated or truncated)
+                            self._record(k, actions[k], reward[k], cost[k], cost_gamma)
+                    with phase("replay_add"):
+                        replay.add(loop.obs, actions, reward, cost, next_obs, ends, truncs)
                     loop.env_step[:] += 1
                     if self.env_step >= cfg.initial_steps and len(replay) >= cfg.learning_starts:
-                        batch = replay.sample_block(
-                            cfg.updates_per_step, cfg.batch_size, self.env_step
-                        )
-                        self.states, sums = self.programs.train(
-                            self.states,
-                            loop.sums,
-                            batch,
-                            int(loop.update_count[0]),
-                            self.env_step,
-                        )
+                        with phase("replay_sample"):
+                            batch = replay.sample_block(
+                                cfg.updates_per_step, cfg.batch_size, self.env_step
+                            )
+                        with phase("update"):
+                            self.states, sums = self.programs.train(
+                                self.states,
+                                loop.sums,
+                                batch,
+                                int(loop.update_count[0]),
+                                self.env_step,
+                            )
+                            if self.clock is not None:
+                                jax.block_until_ready(self.states)
                         self.loop = loop = loop.replace(sums=sums)
                         loop.update_count[:] += cfg.updates_per_step
                         loop.epoch_updates[:] += cfg.updates_per_step
-                    for k in range(num):
-                        if done[k]:
-                            self._end_episode(k)
-                        else:
-                            loop.obs[k] = next_obs[k]
+                    with phase("episode_end"):
+                        for k in range(num):
+                            if done[k]:
+                                self._end_episode(k)
+                            else:
+                                loop.obs[k] = next_obs[k]
                     display.step()
                     if self.env_step % cfg.epoch_steps == 0 or self.env_step == cfg.total_steps:
                         elapsed = time.perf_counter() - timer[0]
@@ -616,9 +806,12 @@ class Trainer:
                             (self.env_step - timer[1]) / elapsed,
                             (int(loop.epoch_updates[0]) - timer[2]) / elapsed,
                         )
-                        last_rows = self._end_epoch(speed)
+                        with phase("epoch_end"):
+                            last_rows = self._end_epoch(speed)
                         loop = self.loop
                         timer = (time.perf_counter(), self.env_step, 0)
+                    if self.clock is not None and int(loop.update_count[0]) > 0:
+                        self.clock.start_steady()
         except KeyboardInterrupt:
             last = self.last_saved_step if self.last_saved_step >= 0 else "none"
             raise RunError(
@@ -688,7 +881,7 @@ class Trainer:
             self._save()
         return Interrupted(
             f"interrupted at env step {self.env_step}; checkpoint saved. Continue with: "
-            f"python -m experiments.run --resume {self.run_dir}"
+            f"python -m experiments.run --resume {shlex.quote(str(self.run_dir))}"
         )
 
     def _of_seed(self, k: int) -> str:
@@ -708,6 +901,29 @@ class Trainer:
         raise NonFiniteLoss(
             f"non-finite {name}{self._of_seed(k)} at update {index} (after env step {step}); "
             f"training stopped. {self._last_good()}"
+        )
+
+    def _nonfinite_state(self, k: int) -> str:
+        """Which parts of seed k's learner state hold non-finite numbers, and the last update."""
+        state = jax.device_get(unstack(self.states, k))
+        parts = []
+        for f in dataclasses.fields(state):
+            if not f.metadata.get("pytree_node", True):
+                continue
+            leaves = [
+                x
+                for x in jax.tree.leaves(getattr(state, f.name))
+                if hasattr(x, "dtype") and np.issubdtype(x.dtype, np.floating)
+            ]
+            if any(not np.isfinite(x).all() for x in leaves):
+                parts.append(f.name)
+        if not parts:
+            return ""
+        updates = int(self.loop.update_count[k])
+        return (
+            f": the {' and '.join(parts)} parameters became non-finite within updates "
+            f"{max(updates - self.config.updates_per_step, 0)}-{updates - 1} (a learning rate "
+            f"too large?)"
         )
 
     def _last_good(self) -> str:
@@ -803,7 +1019,7 @@ class Trainer:
         self.loop.epoch_updates[:] = 0
         for k in best:
             self.checkpointers[k].save(
-                self.env_step, unstack(self.states, k), self._meta(), which="best"
+                self.env_step, unstack(self.states, k), self._meta(k), which="best"
             )
         self._save()
         return rows

@@ -1,37 +1,36 @@
-"""Whole training loop on HalfCheetahVelocity: env steps/s, updates/s and where the time goes.
+"""Whole training loop on HalfCheetahVelocity for S = 1, 2, 4, ... seeds in one process:
+env steps/s per seed and in total, updates/s, where the time goes, and peak memory.
 
-    python -m benchmarks.loop [--quick] [--steps S] [--out FILE.json]
+    python -m benchmarks.loop [--quick] [--seeds 1 2 4 8] [--steps N] [--out FILE.json]
 
-Runs the real training loop (`algd_jax.training.Trainer`, the code `experiments.run` uses)
-for 2 S env steps: the first S - 1 without updates (initial exploration; `--initial-steps
-S`), then S + 1 steps with U = 10 fused updates each (batch 256, M = N = 4, K = 5). With
-`--epoch-steps S` the loop itself reports the speed of that second, updating epoch
-(`time/env_steps_per_s`, `time/updates_per_s` of its progress log), which is the steady
-state. A first, short run compiles the jitted functions, so neither count compilation.
+Each S runs in a fresh child process (so that its peak RSS is its own) the real training
+loop (`algd_jax.training.Trainer`, the code `experiments.run` uses) with S seeds: N env
+steps without updates (initial exploration), then N steps with U = 10 fused updates each
+per seed (batch 256, M = N = 4, K = 5). A first, short run in the same child compiles the
+programs, so the measurement has no compilation in it. The loop times its own phases
+(`training.PhaseClock`: action, env stepping, replay add and sample, update, episode and
+epoch ends), blocking on device results so that each phase is charged its own time;
+shares are of the steady (updating) part's wall time, `other` is the loop's bookkeeping.
 
-The loop has no timing hooks of its own, so this benchmark wraps its pieces in the measured
-run: the jitted action function (`training._act`, blocking on the action), the env's
-`step`, the replay buffer's `add` and `sample_block`, the fused update (`training._train_step`,
-blocking on the new state), the episode end (env reset) and the epoch end (log row,
-checkpoint save; no evaluation episodes). Blocking inside the wrappers moves the wait for
-the asynchronously dispatched update from the next action into the update, where it
-belongs; nothing else overlaps on this CPU. Shares are of the steady (updating) epoch's
-wall time; `other` is the loop's own bookkeeping. The paper (Table 6) reports 67 s per
-1000-step MuJoCo epoch on its GPU; `s_per_1000_step_epoch` extrapolates ours from the
-steady rate (per-step phases scaled to 1000 steps, plus one epoch end). The loop's own
-`time/env_steps_per_s` leaves the epoch end out.
+`cost vs S x one seed` is the wall time per env step at S seeds over S times the wall time
+per env step at one seed, measured in the same benchmark run: 1.0 means S seeds in one
+process cost exactly what S separate runs cost. The paper (Table 6) reports 67 s per
+1000-step MuJoCo epoch on its GPU; `s per 1000-step epoch` extrapolates ours from the
+steady rate (one seed's epoch: per-step phases scaled to 1000 steps plus one epoch end).
 """
 
 from __future__ import annotations
 
+import json
+import os
+import resource
+import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-
-import jax
 
 from benchmarks.common import (
     base_parser,
@@ -42,60 +41,12 @@ from benchmarks.common import (
 )
 
 PAPER_S_PER_EPOCH = 67.0
-PHASES = (
-    "env_step",
-    "action",
-    "replay_add",
-    "replay_sample",
-    "update",
-    "episode_end",
-    "epoch_end",
-)
 TASK = "HalfCheetahVelocity"
 
 
-class PhaseTimer:
-    """Wall-time accumulators per phase, split into the steps before the first update
-    (warm-up) and from the start of the first updating step on (steady).
-
-    `first_updating_step` is the 0-based index of the first loop iteration that updates;
-    the steady part begins with that iteration's action selection.
-    """
-
-    def __init__(self, first_updating_step: int) -> None:
-        self.first_updating_step = first_updating_step
-        self.action_calls = 0
-        self.steady = False
-        self.totals: dict[str, dict[str, float]] = {
-            "warmup": dict.fromkeys(PHASES, 0.0),
-            "steady": dict.fromkeys(PHASES, 0.0),
-        }
-        self.counts: dict[str, int] = dict.fromkeys(PHASES, 0)
-        self.steady_start = float("nan")
-
-    def wrap(self, phase: str, fn: Callable[..., Any], sync: bool = False) -> Callable[..., Any]:
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            if phase == "action":
-                if self.action_calls == self.first_updating_step:
-                    self.steady = True
-                    self.steady_start = time.perf_counter()
-                self.action_calls += 1
-            start = time.perf_counter()
-            out = fn(*args, **kwargs)
-            if sync:
-                out = jax.block_until_ready(out)
-            bucket = "steady" if self.steady else "warmup"
-            self.totals[bucket][phase] += time.perf_counter() - start
-            if self.steady:
-                self.counts[phase] += 1
-            return out
-
-        return timed
-
-
-def train_argv(steps: int, quick: bool, run_dir: Path) -> list[str]:
+def train_argv(steps: int, quick: bool, run_dir: Path, seeds: int, seed_axis: str) -> list[str]:
     """Command line of one benchmark run: `steps` exploration steps, then `steps` updating
-    steps, one epoch each."""
+    steps, one epoch each, for seeds 0..S-1."""
     argv = [
         "--task", TASK,
         "--total-steps", str(2 * steps),
@@ -105,7 +56,9 @@ def train_argv(steps: int, quick: bool, run_dir: Path) -> list[str]:
         "--eval-episodes", "0",
         "--keep-checkpoints", "1",
         "--progress", "off",
+        "--seed-axis", seed_axis,
         "--run-dir", str(run_dir),
+        "--seeds", *map(str, range(seeds)),
     ]  # fmt: skip
     if quick:
         argv += [
@@ -130,123 +83,171 @@ def train_argv(steps: int, quick: bool, run_dir: Path) -> list[str]:
     return argv
 
 
-def run_loop(steps: int, quick: bool, workdir: Path) -> dict[str, Any]:
-    """Compile with a short run, then measure one run of 2 `steps` env steps."""
-    from algd_jax import training
+def run_loop(steps: int, quick: bool, seeds: int, seed_axis: str, workdir: Path) -> dict[str, Any]:
+    """Compile with a short run, then measure one run of 2 `steps` env steps (S seeds)."""
     from algd_jax.train_config import parse_command_line
+    from algd_jax.training import PhaseClock, Trainer
 
-    warm_steps = 4 if quick else 16
+    warm_steps = 4 if quick else 8
     start = time.perf_counter()
-    warm = training.Trainer(parse_command_line(train_argv(warm_steps, quick, workdir / "warm")))
-    warm.run()
+    Trainer(
+        parse_command_line(train_argv(warm_steps, quick, workdir / "warm", seeds, seed_axis))
+    ).run()
     warm_s = time.perf_counter() - start
 
-    config = parse_command_line(train_argv(steps, quick, workdir / "measured"))
-    trainer = training.Trainer(config)
-    # The agent state's static fields (module `apply` functions, optimisers) are new
-    # objects in every agent, and jit keys its compiled programs on them: give the measured
-    # agent the warm-up agent's structure so that it reuses the compiled functions.
-    trainer.state = jax.tree.unflatten(
-        jax.tree.structure(warm.state), jax.tree.leaves(trainer.state)
-    )
-    # updates start once env_step >= initial_steps, i.e. in iteration `steps - 1`
-    timer = PhaseTimer(first_updating_step=steps - 1)
-    original_act, original_step = training._act, training._train_step
-    training._act = timer.wrap("action", original_act, sync=True)
-    training._train_step = timer.wrap("update", original_step, sync=True)
-    trainer.env.step = timer.wrap("env_step", trainer.env.step)
-    trainer.replay.add = timer.wrap("replay_add", trainer.replay.add)
-    trainer.replay.sample_block = timer.wrap("replay_sample", trainer.replay.sample_block)
-    trainer._end_episode = timer.wrap("episode_end", trainer._end_episode)
-    trainer._end_epoch = timer.wrap("epoch_end", trainer._end_epoch)
-    try:
-        start = time.perf_counter()
-        result = trainer.run()
-        end = time.perf_counter()
-    finally:
-        training._act, training._train_step = original_act, original_step
+    config = parse_command_line(train_argv(steps, quick, workdir / "measured", seeds, seed_axis))
+    clock = PhaseClock()
+    trainer = Trainer(config, clock=clock)
+    start = time.perf_counter()
+    result = trainer.run()
+    end = time.perf_counter()
 
-    steady_wall = end - timer.steady_start
-    steady = timer.totals["steady"]
-    shares = {phase: steady[phase] / steady_wall for phase in PHASES}
+    steady_wall = end - clock.steady_start
+    steady = clock.seconds["steady"]
+    shares = {phase: steady[phase] / steady_wall for phase in clock.PHASES}
     shares["other"] = max(0.0, 1.0 - sum(shares.values()))
-    env_steps = timer.counts["env_step"]
-    updates = timer.counts["update"] * config.updates_per_step
-    row = result.last_row or {}
+    env_steps = clock.calls["env_step"]  # loop iterations, each one step of every seed
+    updates = clock.calls["update"] * config.updates_per_step  # per seed
+    row = result.last_rows[0] or {}
+    per_step = (steady_wall - steady["epoch_end"]) / env_steps
     return {
         "task": TASK,
+        "seeds": seeds,
+        "seed_axis": trainer.programs.axis,
         "steps_per_phase": steps,
         "updates_per_step": config.updates_per_step,
         "batch_size": config.batch_size,
-        "ensemble_size": config.algo.ensemble_size,
-        "mc_samples": config.algo.mc_samples,
-        "diffusion_steps": config.algo.diffusion_steps,
+        "ensemble_size": config.hparams.ensemble_size,
+        "mc_samples": config.hparams.mc_samples,
+        "diffusion_steps": config.hparams.diffusion_steps,
         "warm_up_run_s": warm_s,
         "total_wall_s": end - start,
+        "replay_bytes": trainer.replay_bytes,
+        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
         "steady": {
             "wall_s": steady_wall,
-            "env_steps": env_steps,
-            "updates": updates,
-            "env_steps_per_s": env_steps / steady_wall,
-            "updates_per_s": updates / steady_wall,
-            # one epoch end (log row, checkpoint) per 1000-step epoch, whatever `steps` is
-            "s_per_1000_step_epoch": 1000.0 * (steady_wall - steady["epoch_end"]) / env_steps
-            + steady["epoch_end"],
-            "ms_per_update_in_loop": 1e3 * steady["update"] / updates,
+            "loop_steps": env_steps,
+            "env_steps_per_s_per_seed": env_steps / steady_wall,
+            "env_steps_per_s_total": seeds * env_steps / steady_wall,
+            "updates_per_s_per_seed": updates / steady_wall,
+            "updates_per_s_total": seeds * updates / steady_wall,
+            "s_per_loop_step": per_step,
+            "s_per_1000_step_epoch": 1000.0 * per_step + steady["epoch_end"],
+            "ms_per_update_in_loop": 1e3 * steady["update"] / (seeds * updates),
             "phase_s": dict(steady),
-            "phase_calls": dict(timer.counts),
+            "phase_calls": dict(clock.calls),
             "shares": shares,
         },
         "loop_reported": {
             "env_steps_per_s": float(row.get("time/env_steps_per_s", float("nan"))),
             "updates_per_s": float(row.get("time/updates_per_s", float("nan"))),
         },
-        "warmup_phase_s": dict(timer.totals["warmup"]),
-        "paper_s_per_1000_step_epoch": PAPER_S_PER_EPOCH,
     }
+
+
+def _child(args: Any) -> int:
+    with tempfile.TemporaryDirectory(prefix="algd-loop-bench-") as tmp:
+        out = run_loop(args.steps, args.quick, args.child, args.seed_axis, Path(tmp))
+    print(json.dumps(out))
+    return 0
+
+
+def measure(seeds: int, steps: int, quick: bool, seed_axis: str) -> dict[str, Any]:
+    """One S in a fresh process; its JSON result."""
+    command = [sys.executable, "-m", "benchmarks.loop", "--child", str(seeds)]
+    command += ["--steps", str(steps), "--seed-axis", seed_axis] + (["--quick"] if quick else [])
+    repo = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=str(repo))
+    done = subprocess.run(command, cwd=repo, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"benchmark child for S={seeds} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser = base_parser(__doc__.split("\n")[0])
     parser.add_argument(
+        "--seeds", type=int, nargs="+", default=None, help="seed counts S (default 1 2 4 8)"
+    )
+    parser.add_argument(
         "--steps",
         type=int,
         default=None,
-        help="env steps of each phase (default 200; quick 12); 1000 = one paper epoch",
+        help="env steps of each phase (default 40; quick 12); 1000 = one paper epoch",
     )
+    parser.add_argument("--seed-axis", choices=("auto", "map", "vmap"), default="auto")
+    parser.add_argument("--child", type=int, default=None, help=argparse_hidden())
     args = parser.parse_args(argv)
-    quick = args.quick
-    steps = args.steps or (12 if quick else 200)
+    args.steps = args.steps or (12 if args.quick else 40)
+    if args.child is not None:
+        sys.exit(_child(args))
+    counts = args.seeds or ([1, 2] if args.quick else [1, 2, 4, 8])
     info = machine_info()
-    with tempfile.TemporaryDirectory(prefix="algd-loop-bench-") as tmp:
-        measured = run_loop(steps, quick, Path(tmp))
-    result = {"benchmark": "loop", "quick": quick, "machine": info, **measured}
-    path = write_result(result, args.out, "loop", quick)
+    runs = [measure(s, args.steps, args.quick, args.seed_axis) for s in counts]
+    one = next((r for r in runs if r["seeds"] == 1), None)
+    for r in runs:
+        r["cost_vs_separate"] = (
+            r["steady"]["s_per_loop_step"] / (r["seeds"] * one["steady"]["s_per_loop_step"])
+            if one is not None
+            else float("nan")
+        )
+    result = {"benchmark": "loop", "quick": args.quick, "machine": info, "runs": runs}
+    result["paper_s_per_1000_step_epoch"] = PAPER_S_PER_EPOCH
+    path = write_result(result, args.out, "loop", args.quick)
     print(report(result))
     print(f"wrote {path}")
     return result
 
 
+def argparse_hidden() -> str:
+    import argparse
+
+    return argparse.SUPPRESS
+
+
 def report(result: dict[str, Any]) -> str:
-    """The terminal table of a loop result."""
-    s = result["steady"]
+    """The terminal tables of a loop result."""
+    runs = result["runs"]
+    first = runs[0]
     rows = [
-        [phase, s["phase_s"].get(phase, float("nan")), 100.0 * share]
-        for phase, share in s["shares"].items()
+        [
+            r["seeds"],
+            r["steady"]["env_steps_per_s_per_seed"],
+            r["steady"]["env_steps_per_s_total"],
+            r["steady"]["updates_per_s_total"],
+            r["steady"]["ms_per_update_in_loop"],
+            r["cost_vs_separate"],
+            r["steady"]["s_per_1000_step_epoch"],
+            r["peak_rss_bytes"] / 2**20,
+        ]
+        for r in runs
     ]
-    table = format_table(["phase", "seconds", "% of wall"], rows)
+    table = format_table(
+        [
+            "S",
+            "env steps/s per seed",
+            "env steps/s total",
+            "updates/s total",
+            "ms/update",
+            "cost vs S x one seed",
+            "s per 1000-step epoch",
+            "peak RSS MiB",
+        ],
+        rows,
+    )
+    shares = format_table(
+        ["S", *first["steady"]["shares"]],
+        [[r["seeds"], *(100 * v for v in r["steady"]["shares"].values())] for r in runs],
+    )
     return (
-        f"Training loop on {result['task']}: {result['steps_per_phase'] - 1} steps without "
-        f"updates, then {s['env_steps']} steps x U={result['updates_per_step']} updates "
-        f"(batch {result['batch_size']}, M={result['ensemble_size']}, "
-        f"N={result['mc_samples']}, K={result['diffusion_steps']})\n"
-        f"{device_line(result['machine'])}\n"
-        f"steady: {s['env_steps_per_s']:.2f} env steps/s, {s['updates_per_s']:.1f} updates/s, "
-        f"{s['ms_per_update_in_loop']:.2f} ms/update; the loop's own log: "
-        f"{result['loop_reported']['env_steps_per_s']:.2f} env steps/s, "
-        f"{result['loop_reported']['updates_per_s']:.1f} updates/s\n"
-        f"seconds per 1000-step epoch: {s['s_per_1000_step_epoch']:.1f} (paper Table 6, its "
-        f"GPU: {result['paper_s_per_1000_step_epoch']:.0f})\n{table}"
+        f"Training loop on {first['task']}: {first['steps_per_phase']} steps without updates, "
+        f"then {first['steps_per_phase']} steps x U={first['updates_per_step']} updates per "
+        f"seed (batch {first['batch_size']}, M={first['ensemble_size']}, "
+        f"N={first['mc_samples']}, K={first['diffusion_steps']}), seed axis "
+        f"{first['seed_axis']}\n{device_line(result['machine'])}\n{table}\n"
+        f"% of steady wall time per phase:\n{shares}\n"
+        f"(paper Table 6, its GPU: {result['paper_s_per_1000_step_epoch']:.0f} s per 1000-step "
+        f"epoch)"
     )
 
 

@@ -12,6 +12,7 @@ from the dump's `config_json`, so dumps made with other settings work too.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import zipfile
 from pathlib import Path
@@ -30,12 +31,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("dump", type=Path, help="reference .npz (format of the fixture README)")
     args = parser.parse_args(argv)
     try:
+        with args.dump.open("rb") as f:
+            magic = f.read(4)
+    except OSError as err:
+        print(f"error: cannot read {args.dump}: {err.strerror}", file=sys.stderr)
+        return 2
+    if magic != b"PK\x03\x04":  # every .npz is a zip archive; we never unpickle
+        print(
+            f"error: {args.dump} is not an .npz file; pass an .npz reference dump", file=sys.stderr
+        )
+        return 2
+    try:
         with np.load(args.dump, allow_pickle=False) as data:
             dump = {k: data[k] for k in data.files}
-    except (OSError, ValueError, zipfile.BadZipFile) as err:
-        print(
-            f"error: cannot read {args.dump}: {err}. Pass an .npz reference dump.", file=sys.stderr
-        )
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        print(f"error: {args.dump} is not an .npz file we can read ({reason})", file=sys.stderr)
         return 2
     from algd_jax.reference import compare_dump, missing_quantities  # noqa: PLC0415
 
@@ -46,6 +57,16 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"error: {args.dump} lacks the array {err}; it is not a complete reference dump "
             "(see tests/data/README.md for the format).",
+            file=sys.stderr,
+        )
+        return 2
+    except json.JSONDecodeError as err:
+        print(f"error: {args.dump}: config_json is not valid JSON ({err})", file=sys.stderr)
+        return 2
+    except (ValueError, TypeError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        print(
+            f"error: {args.dump}: an array does not fit the dump's settings: {reason[:300]}",
             file=sys.stderr,
         )
         return 2

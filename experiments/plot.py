@@ -166,6 +166,14 @@ def plot(args: PlotArgs) -> Path:
 
     if not args.run_dirs:
         raise RunError("give at least one run directory")
+    formats = plt.figure().canvas.get_supported_filetypes()
+    plt.close("all")
+    suffix = args.out.suffix.lstrip(".").lower()
+    if suffix not in formats:
+        raise RunError(
+            f"--out {args.out}: unknown image format {suffix or '(no suffix)'!r}; use one of "
+            f"{', '.join(sorted(formats))}"
+        )
     panels = parse_panels(args.panels)
     runs = [load_run(Path(p)) for p in expand(args.run_dirs)]
     groups: dict[str, list[Run]] = {}
@@ -218,8 +226,12 @@ def plot(args: PlotArgs) -> Path:
         axes[-1, col].set_xlabel("environment steps")
         axes[panels.index("cost") if "cost" in panels else -1, col].legend(fontsize="small")
     fig.tight_layout()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(args.out, dpi=120)
+    try:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(args.out, dpi=120)
+    except (OSError, ValueError) as err:
+        reason = getattr(err, "strerror", None) or str(err).splitlines()[0]
+        raise RunError(f"cannot write {args.out} ({reason}); choose a writable --out") from None
     plt.close(fig)
     return args.out
 

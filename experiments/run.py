@@ -69,6 +69,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from algd_jax.training import train
 
         result = train(config)
+    except KeyboardInterrupt:
+        # Ctrl-C before the training loop took over its signals: a new run removes what it
+        # had begun to create, a resume has written nothing yet.
+        print("interrupted during start-up; nothing was written", file=sys.stderr)
+        return 130
     except RunError as err:
         quiet = err.exit_code in (0, 130)  # not failures: a finished run, a clean stop
         print(str(err) if quiet else f"error: {err}", file=sys.stderr)

@@ -1,0 +1,305 @@
+"""A run's data is never changed by a command that fails or refuses, and no input ends in a
+traceback: every case is run through the command lines, and the run directory is hashed
+before and after."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from algd_jax.logging_utils import read_progress
+from algd_jax.training import timing_free
+from experiments import check_reference, evaluate, plot
+from experiments.run import main
+from tests.test_training import TINY
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def tree_hash(path: Path) -> dict[str, str]:
+    """Every file under `path` (relative name -> content hash), directories included."""
+    out = {}
+    for p in sorted(path.rglob("*")):
+        rel = str(p.relative_to(path))
+        out[rel] = hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
+    return out
+
+
+def one_line(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert "Traceback" not in err
+    return err
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished 300-step run with checkpoints at 100, 200 and 300 (copied by each test)."""
+    run_dir = tmp_path_factory.mktemp("runs") / "run"
+    assert main(TINY + ["--total-steps", "300", "--run-dir", str(run_dir)]) == 0
+    return run_dir
+
+
+@pytest.fixture
+def run(finished: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "run"
+    shutil.copytree(finished, copy)
+    return copy
+
+
+# -- refusals touch nothing -------------------------------------------------------------
+
+
+def test_refused_resume_after_a_lost_checkpoint_touches_nothing(
+    run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shutil.rmtree(run / "checkpoints/last/300")
+    before = tree_hash(run)
+    assert main(["--resume", str(run), "--total-steps", "200"]) == 0
+    assert "already has 200 env steps (--total-steps 200); raise" in one_line(capsys)
+    assert tree_hash(run) == before
+
+
+def test_refused_resume_of_a_finished_run_touches_nothing(
+    run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = tree_hash(run)
+    assert main(["--resume", str(run), "--total-steps", "100"]) == 0
+    assert "already has 300 env steps" in one_line(capsys)
+    assert tree_hash(run) == before
+
+
+def test_resume_keeps_the_creation_time_and_appends_its_history(
+    run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shutil.rmtree(run / "checkpoints/last/300")
+    created = json.loads((run / "config.json").read_text())["created"]
+    assert main(["--resume", str(run), "--total-steps", "400", "--progress", "off"]) == 0
+    err = capsys.readouterr().err
+    assert "dropping 1 row(s) logged after the checkpoint (env steps 300)" in err
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["created"] == created
+    assert saved["config"]["total_steps"] == 400
+    assert [(r["from_env_step"], r["total_steps"]) for r in saved["resumes"]] == [(200, 400)]
+    assert [r["env_steps"] for r in read_progress(run / "progress.csv")] == [
+        "100",
+        "200",
+        "300",
+        "400",
+    ]
+
+
+def test_torn_last_row_is_repaired_and_the_run_continues_exactly(
+    run: Path, finished: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = run / "progress.csv"
+    text = path.read_text()
+    cut = text.rfind("\n", 0, len(text) - 1) + 40  # 40 characters into the last row
+    path.write_text(text[:cut])
+    assert main(["--resume", str(run), "--total-steps", "300", "--progress", "off"]) == 0
+    err = capsys.readouterr().err
+    assert "cut off mid-write" in err and "resuming from the checkpoint at env step 200" in err
+    assert path.read_text().endswith("\n")
+    # the repeated epoch gives the row the crash tore, to the last digit
+    assert [timing_free(r) for r in read_progress(path)] == [
+        timing_free(r) for r in read_progress(finished / "progress.csv")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("task", "field"),
+    [("SafetyHalfCheetahVelocity-v1", "task"), ("HopperVelocity", "task")],
+)
+def test_an_edited_config_is_refused_naming_the_change(
+    run: Path, task: str, field: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = run / "config.json"
+    data = json.loads(path.read_text())
+    data["config"]["task"] = task
+    path.write_text(json.dumps(data))
+    before = tree_hash(run)
+    assert main(["--resume", str(run), "--total-steps", "400"]) == 2
+    err = one_line(capsys)
+    assert "does not match the configuration its checkpoint at step 300" in err
+    assert f"{field} 'HalfCheetahVelocity' -> '{task}'" in err
+    assert "corrupt" not in err
+    assert tree_hash(run) == before
+
+
+def test_a_deleted_progress_csv_is_refused(run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (run / "progress.csv").unlink()
+    before = tree_hash(run)
+    assert main(["--resume", str(run), "--total-steps", "400"]) == 2
+    assert "progress.csv is missing" in one_line(capsys)
+    assert tree_hash(run) == before
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--replay-size", "10"], "--replay-size 10 can never hold the --learning-starts 50"),
+        (["--learning-starts", "16", "--initial-steps", "16"], "smaller than --batch-size 32"),
+        (["--total-steps", "40"], "--total-steps 40 ends before the first update"),
+        (["--replay-size", "1000000000000"], "lower --replay-size (at most"),
+        (["--seed", "-1"], "--seed -1: seeds must be integers"),
+        (["--seed", "18446744073709551616"], "seeds must be integers from 0 to"),
+    ],
+)
+def test_impossible_runs_are_refused_before_anything_is_created(
+    args: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "never"
+    assert main(TINY + ["--total-steps", "300", *args, "--run-dir", str(target)]) == 2
+    assert message in one_line(capsys)
+    assert not target.exists()
+
+
+# -- no tracebacks -------------------------------------------------------------------------
+
+
+def test_unwritable_run_dirs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(TINY + ["--run-dir", "/proc/algd-x"]) == 2
+    assert "cannot create a directory in /proc" in one_line(capsys)
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert main(TINY + ["--run-dir", str(blocker / "run")]) == 2
+    assert f"{blocker} is a file, not a directory" in one_line(capsys)
+
+
+def test_resume_of_a_file_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "file"
+    path.write_text("x")
+    assert main(["--resume", str(path)]) == 2
+    assert "is a file, not a run directory" in one_line(capsys)
+
+
+def _truncate_manifest(run: Path, which: str = "last") -> None:
+    step = max(int(p.name) for p in (run / "checkpoints" / which).iterdir() if p.name.isdigit())
+    manifest = run / "checkpoints" / which / str(step) / "agent" / "manifest.ocdbt"
+    manifest.write_bytes(manifest.read_bytes()[:10])
+
+
+def _subprocess(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", *args],
+        cwd=REPO,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+        capture_output=True,
+        text=True,
+    )
+
+
+@pytest.mark.parametrize("command", ["resume", "evaluate"])
+def test_truncated_agent_manifest_is_one_clean_line(run: Path, command: str) -> None:
+    _truncate_manifest(run)
+    before = tree_hash(run)
+    if command == "resume":
+        done = _subprocess("experiments.run", "--resume", str(run), "--total-steps", "400")
+    else:
+        done = _subprocess("experiments.evaluate", str(run), "--episodes", "1")
+    assert done.returncode == 1, done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1 and "is corrupt or truncated" in errors[0], done.stderr
+    assert "bound method" not in errors[0] and "Traceback" not in done.stderr
+    assert tree_hash(run) == before
+
+
+def test_ctrl_c_during_start_up_leaves_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import algd_jax.training as training
+
+    def interrupted(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "make_env", interrupted)
+    target = tmp_path / "run"
+    assert main(TINY + ["--run-dir", str(target)]) == 130
+    assert "interrupted during start-up; nothing was written" in one_line(capsys)
+    assert not target.exists()
+
+
+def test_suggested_resume_command_quotes_a_path_with_spaces(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import algd_jax.training as training
+
+    real = training.Trainer._record
+    calls = []
+
+    def record(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        if len(calls) == 120:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(training.Trainer, "_record", record)
+    target = tmp_path / "my runs" / "a b"
+    assert main(TINY + ["--total-steps", "300", "--run-dir", str(target)]) == 130
+    err = capsys.readouterr().err
+    assert f"--resume '{target}'" in err
+
+
+def test_huge_actor_learning_rate_names_the_parameters(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = TINY + ["--actor-lr", "1e30", "--total-steps", "300", "--run-dir", str(tmp_path / "r")]
+    assert main(args) == 1
+    err = one_line(capsys)
+    assert "non-finite" in err
+    assert "actor parameters became non-finite within updates" in err or "at update" in err
+
+
+def test_plot_errors_are_one_line(run: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    assert plot.main([str(run), "--out", str(tmp_path / "fig.xyz")]) == 2
+    assert "unknown image format" in one_line(capsys)
+    assert plot.main([str(run), "--out", "/proc/algd/fig.png"]) == 2
+    assert "cannot write" in one_line(capsys)
+    # a torn last line is left out, not a traceback
+    path = run / "progress.csv"
+    text = path.read_text()
+    path.write_text(text[: len(text) - 25])
+    out = tmp_path / "fig.png"
+    assert plot.main([str(run), "--out", str(out)]) == 0
+    assert out.stat().st_size > 1000
+
+
+def test_check_reference_errors_are_one_line(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    empty = tmp_path / "empty.npz"
+    empty.write_bytes(b"")
+    assert check_reference.main([str(empty)]) == 2
+    assert "not an .npz file" in one_line(capsys)
+    text = tmp_path / "notes.txt"
+    text.write_text("hello\n")
+    assert check_reference.main([str(text)]) == 2
+    err = one_line(capsys)
+    assert "not an .npz file" in err and "pickle" not in err
+    fixture = REPO / "tests/data/algd_reference_halfcheetah_seed0.npz"
+    with np.load(fixture) as data:
+        arrays = {k: data[k] for k in data.files}
+    bad_json = dict(arrays, config_json=np.asarray("{not json"))
+    np.savez(tmp_path / "bad_json.npz", **bad_json)
+    assert check_reference.main([str(tmp_path / "bad_json.npz")]) == 2
+    assert "config_json is not valid JSON" in one_line(capsys)
+    name = next(k for k in arrays if k.startswith("out."))
+    bad_shape = dict(arrays, **{name: np.zeros((3, 3, 3), np.float32)})
+    np.savez(tmp_path / "bad_shape.npz", **bad_shape)
+    assert check_reference.main([str(tmp_path / "bad_shape.npz")]) == 2
+    assert f"{name} has shape (3, 3, 3)" in one_line(capsys)
+
+
+def test_evaluate_missing_checkpoint(run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    shutil.rmtree(run / "checkpoints")
+    before = tree_hash(run)
+    assert evaluate.main([str(run), "--episodes", "1"]) == 2
+    assert "no last checkpoint" in one_line(capsys)
+    assert tree_hash(run) == before
