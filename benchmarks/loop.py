@@ -5,7 +5,8 @@ env steps/s per seed and in total, updates/s, where the time goes, and peak memo
 
 Each S runs in a fresh child process (so that its peak RSS is its own) the real training
 loop (`algd_jax.training.Trainer`, the code `experiments.run` uses) with S seeds: N env
-steps without updates (initial exploration), then N steps with U = 10 fused updates each
+steps without updates (initial exploration; at least one batch), then N steps with U = 10
+fused updates each
 per seed (batch 256, M = N = 4, K = 5). A first, short run in the same child compiles the
 programs, so the measurement has no compilation in it. The loop times its own phases
 (`training.PhaseClock`: action, env stepping, replay add and sample, update, episode and
@@ -45,14 +46,16 @@ TASK = "HalfCheetahVelocity"
 
 
 def train_argv(steps: int, quick: bool, run_dir: Path, seeds: int, seed_axis: str) -> list[str]:
-    """Command line of one benchmark run: `steps` exploration steps, then `steps` updating
-    steps, one epoch each, for seeds 0..S-1."""
+    """Command line of one benchmark run for seeds 0..S-1: exploration steps (`steps`, or
+    one batch if that is more), then `steps` updating steps, one epoch each."""
+    batch = 32 if quick else 256
+    explore = max(steps, batch)
     argv = [
         "--task", TASK,
-        "--total-steps", str(2 * steps),
-        "--initial-steps", str(steps),
-        "--learning-starts", str(steps),
-        "--epoch-steps", str(steps),
+        "--total-steps", str(explore + steps),
+        "--initial-steps", str(explore),
+        "--learning-starts", str(explore),
+        "--epoch-steps", str(explore),
         "--eval-episodes", "0",
         "--keep-checkpoints", "1",
         "--progress", "off",
@@ -63,7 +66,7 @@ def train_argv(steps: int, quick: bool, run_dir: Path, seeds: int, seed_axis: st
     if quick:
         argv += [
             "--updates-per-step", "2",
-            "--batch-size", "32",
+            "--batch-size", str(batch),
             "--ensemble-size", "2",
             "--mc-samples", "2",
             "--diffusion-steps", "2",
@@ -73,7 +76,7 @@ def train_argv(steps: int, quick: bool, run_dir: Path, seeds: int, seed_axis: st
     else:
         argv += [
             "--updates-per-step", "10",
-            "--batch-size", "256",
+            "--batch-size", str(batch),
             "--ensemble-size", "4",
             "--mc-samples", "4",
             "--diffusion-steps", "5",
@@ -240,7 +243,7 @@ def report(result: dict[str, Any]) -> str:
         [[r["seeds"], *(100 * v for v in r["steady"]["shares"].values())] for r in runs],
     )
     return (
-        f"Training loop on {first['task']}: {first['steps_per_phase']} steps without updates, "
+        f"Training loop on {first['task']}: exploration, "
         f"then {first['steps_per_phase']} steps x U={first['updates_per_step']} updates per "
         f"seed (batch {first['batch_size']}, M={first['ensemble_size']}, "
         f"N={first['mc_samples']}, K={first['diffusion_steps']}), seed axis "

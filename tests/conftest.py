@@ -13,6 +13,22 @@ import numpy as np
 from algd_jax.algorithms.algd import AgentState, ALGDConfig, create_agent
 from algd_jax.types import Batch
 
+#: Flags of a training run small enough for the default test run (about a second per 100
+#: env steps on a 2-core CPU): used by every command-line and training test.
+TINY = [
+    "--epoch-steps", "100",
+    "--initial-steps", "50",
+    "--learning-starts", "50",
+    "--updates-per-step", "2",
+    "--batch-size", "32",
+    "--ensemble-size", "2",
+    "--mc-samples", "2",
+    "--diffusion-steps", "2",
+    "--critic-hidden", "16",
+    "--score-hidden", "16",
+    "--progress", "off",
+]  # fmt: skip
+
 #: Observation and action sizes and the batch size of the tiny test problems.
 DS, DA, B = 5, 3, 16
 

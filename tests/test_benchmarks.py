@@ -93,30 +93,38 @@ def test_acting_quick(tmp_path):
 
 
 def test_loop_quick(tmp_path):
+    from algd_jax.training import PhaseClock
+
     out = tmp_path / "loop.json"
-    data = load(out, loop.main(["--quick", "--out", str(out)]))
-    steady = data["steady"]
-    check_positive(
-        steady,
-        [
-            "wall_s",
-            "env_steps",
-            "updates",
-            "env_steps_per_s",
-            "updates_per_s",
-            "s_per_1000_step_epoch",
-            "ms_per_update_in_loop",
-        ],
-        "steady",
-    )
-    check_positive(data["loop_reported"], ["env_steps_per_s", "updates_per_s"], "loop")
-    assert set(steady["shares"]) == {*loop.PHASES, "other"}
-    assert all(0.0 <= v <= 1.0 for v in steady["shares"].values())
-    assert sum(steady["shares"].values()) == pytest.approx(1.0, abs=1e-6)
-    # every phase of an updating step ran once per step (the update once per U updates)
-    calls = steady["phase_calls"]
-    assert calls["update"] == steady["env_steps"] == calls["action"] == calls["replay_sample"]
-    assert steady["updates"] == steady["env_steps"] * data["updates_per_step"]
+    data = load(out, loop.main(["--quick", "--seeds", "1", "2", "--out", str(out)]))
+    assert [r["seeds"] for r in data["runs"]] == [1, 2]
+    for run in data["runs"]:
+        steady = run["steady"]
+        check_positive(
+            steady,
+            [
+                "wall_s",
+                "loop_steps",
+                "env_steps_per_s_per_seed",
+                "env_steps_per_s_total",
+                "updates_per_s_total",
+                "s_per_1000_step_epoch",
+                "ms_per_update_in_loop",
+            ],
+            "steady",
+        )
+        check_positive(run, ["peak_rss_bytes", "replay_bytes", "cost_vs_separate"], "run")
+        assert steady["env_steps_per_s_total"] == pytest.approx(
+            run["seeds"] * steady["env_steps_per_s_per_seed"]
+        )
+        assert set(steady["shares"]) == {*PhaseClock.PHASES, "other"}
+        assert all(0.0 <= v <= 1.0 for v in steady["shares"].values())
+        assert sum(steady["shares"].values()) == pytest.approx(1.0, abs=1e-6)
+        # every phase of an updating step ran once per loop step
+        calls = steady["phase_calls"]
+        assert calls["update"] == steady["loop_steps"] == calls["action"] == calls["env_step"]
+    assert data["runs"][0]["cost_vs_separate"] == pytest.approx(1.0)
+
 
 
 @pytest.mark.parametrize("fused", [True, False], ids=["update_many", "update"])

@@ -19,7 +19,7 @@ from algd_jax.checkpointing import Checkpointer
 from algd_jax.train_config import TrainConfig
 from experiments import evaluate
 from experiments.run import main
-from tests.test_training import TINY
+from tests.conftest import TINY
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -10,7 +10,7 @@ import pytest
 
 from experiments import plot
 from experiments.run import main
-from tests.test_training import TINY as TRAINING_TINY
+from tests.conftest import TINY as TRAINING_TINY
 
 TINY = TRAINING_TINY + ["--total-steps", "200"]
 

@@ -20,7 +20,7 @@ from algd_jax.logging_utils import read_progress
 from algd_jax.training import timing_free
 from experiments import check_reference, evaluate, plot
 from experiments.run import main
-from tests.test_training import TINY
+from tests.conftest import TINY
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -24,21 +24,7 @@ from algd_jax.programs import unstack
 from algd_jax.train_config import parse_command_line, resolve_hparams, resolve_task
 from algd_jax.training import LoopState, Trainer, new_state, timing_free
 from experiments.run import main
-
-#: A configuration small enough for the default test run (about a second per 100 steps).
-TINY = [
-    "--epoch-steps", "100",
-    "--initial-steps", "50",
-    "--learning-starts", "50",
-    "--updates-per-step", "2",
-    "--batch-size", "32",
-    "--ensemble-size", "2",
-    "--mc-samples", "2",
-    "--diffusion-steps", "2",
-    "--critic-hidden", "16",
-    "--score-hidden", "16",
-    "--progress", "off",
-]  # fmt: skip
+from tests.conftest import TINY
 
 
 def rows(run_dir: Path) -> list[dict[str, str]]:
