@@ -63,6 +63,11 @@ class TrainConfig:
     algo: str = "algd"
     """Algorithm name (alias: --agent); `--list-algos` prints them all. Its own options are
     listed in their own section below."""
+    preset: str = "defaults"
+    """A named set of the algorithm's option values, applied before the flags below (which
+    still override it). ALGD: `authors-code` (= the defaults: the authors' released code)
+    or `paper` (every value the paper states: M = N = 6, targets every 5th update, sigma in
+    [1e-4, 0.1], kappa = 0, projected multiplier, score-only actor loss)."""
     cost_limit: float | None = None
     """Cost limit overriding the task's default: the critic budget h on the discounted
     cost for the paper's velocity tasks, the per-episode limit C for Safety-Gymnasium tasks
@@ -333,6 +338,7 @@ def _preparse(argv: Sequence[str]) -> argparse.Namespace:
     for flag in ("--task", "--cost-limit", "--resume", "--run-dir", "--seed"):
         pre.add_argument(flag, default=None)
     pre.add_argument("--algo", "--agent", dest="algo", default=None)
+    pre.add_argument("--preset", default="defaults")
     pre.add_argument("--seeds", nargs="*", default=None)
     pre.add_argument("--paper-setting", action="store_true")
     pre.add_argument("--list-tasks", action="store_true")
@@ -537,13 +543,18 @@ def parse_command_line(argv: Sequence[str], prog: str = "experiments.run") -> Tr
 
     algo = pre.algo if pre.algo is not None else TrainConfig.algo
     algorithm = _algorithm(algo)
+    try:
+        hparams = algorithm.preset_config(pre.preset)
+    except ValueError as err:
+        raise RunError(str(err)) from None
     task = pre.task if pre.task is not None else TrainConfig.task
     base = TrainConfig(
         task=task,
         algo=algo,
+        preset=pre.preset,
         cost_limit=_float_or_none(pre.cost_limit),
         paper_setting=pre.paper_setting,
-        hparams=algorithm.default_config(),
+        hparams=hparams,
     )
     if pre.help:
         # Show the presets of the chosen task if it resolves, the generic defaults if not.

@@ -307,7 +307,9 @@ def config_values(config: TrainConfig, hparams: Any, spec: TaskSpec, seed: int) 
     data = config.to_dict()
     for key in ("total_steps", "run_dir", "resume", "progress", "keep_checkpoints", "seeds"):
         data.pop(key, None)
-    data.pop("hparams", None)
+    # the options' values are in `hparams`, however they were chosen
+    for key in ("hparams", "preset", "list_tasks", "list_algos"):
+        data.pop(key, None)
     data["seed"] = seed
     values = {f"config.{k}": v for k, v in data.items()}
     values.update({f"algorithm.{k}": v for k, v in dataclasses.asdict(hparams).items()})

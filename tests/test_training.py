@@ -261,3 +261,61 @@ def test_multi_seed_resume_equals_an_uninterrupted_run(tmp_path: Path) -> None:
         a, b = straight / f"seed{seed}", split / f"seed{seed}"
         assert [timing_free(r) for r in rows(a)] == [timing_free(r) for r in rows(b)]
         assert digest(_restore_last(a, TINY, seed)[0]) == digest(_restore_last(b, TINY, seed)[0])
+
+
+def test_a_goal_reached_step_ends_the_reward_bootstrap_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An env step that reports info["bootstrap_end"] (a goal reached on the paper's
+    navigation tasks) is stored as terminal for the reward critic; with the navigation
+    tasks' cost mask `none` the cost critic still bootstraps; the episode goes on."""
+    import algd_jax.training as training
+
+    class GoalAtStep10(gymnasium.Wrapper):
+        def __init__(self, env: gymnasium.Env) -> None:
+            super().__init__(env)
+            self.steps = 0
+
+        def step(self, action):  # type: ignore[no-untyped-def]
+            self.steps += 1
+            obs, reward, terminated, truncated, info = self.env.step(action)
+            return obs, reward, terminated, truncated, {**info, "bootstrap_end": self.steps == 10}
+
+    real_make_env = training.make_env
+    monkeypatch.setattr(training, "make_env", lambda *a, **k: GoalAtStep10(real_make_env(*a, **k)))
+    args = TINY + ["--total-steps", "60", "--cost-mask", "none", "--eval-episodes", "0"]
+    trainer = Trainer(parse_command_line(args + ["--run-dir", str(tmp_path / "run")]))
+    trainer.run()
+    stored = trainer.replay.data["terminated"][0, :60]
+    assert stored[9] == 1.0 and stored.sum() == 1.0
+    assert int(trainer.loop.episode[0, 3]) == 60  # the episode did not end
+    batch = trainer.replay.sample_block(1, 4096, step=1)
+    picked = np.asarray(batch.obs[0, 0]) == trainer.replay.data["obs"][0, 9]
+    rows = picked.all(axis=-1)
+    assert rows.any()
+    assert (np.asarray(batch.mask_r[0, 0])[rows] == 0).all()
+    assert (np.asarray(batch.mask_c[0, 0])[rows] == 1).all()
+    assert (np.asarray(batch.mask_r[0, 0])[~rows] == 1).all()
+
+
+def test_paper_preset_sets_every_paper_value_and_flags_still_override() -> None:
+    from algd_jax.algorithms.algd import PAPER_VALUES
+
+    config = parse_command_line(["--preset", "paper", "--mc-samples", "3"])
+    for name, value in PAPER_VALUES.items():
+        expected = 3 if name == "mc_samples" else value
+        assert getattr(config.hparams, name) == expected, name
+    assert (
+        parse_command_line(["--preset", "authors-code"]).hparams == parse_command_line([]).hparams
+    )
+
+
+def test_task_presets_of_the_run_length() -> None:
+    assert parse_command_line([]).total_steps == 5000 + 200 * 1000
+    if importlib.util.find_spec("safety_gymnasium") is not None:
+        config = parse_command_line(["--task", "PointButton1"])
+        assert (config.total_steps, config.epoch_steps, config.cost_mask) == (
+            5000 + 250 * 400,
+            400,
+            "none",
+        )

@@ -653,6 +653,20 @@ def resolve(config: ALGDConfig, spec: Any) -> ALGDConfig:
     return dataclasses.replace(config, cost_budget=task_budget(spec, config.cost_gamma))
 
 
+#: Every value the paper states where the authors' released code (the defaults) differs:
+#: M = N = 6 (Tables 2 and 5), targets every 5th update (Table 4), sigma in [1e-4, 0.1],
+#: kappa = 0, the projected multiplier rule and the score-matching actor loss (SPEC §8).
+PAPER_VALUES = {
+    "ensemble_size": 6,
+    "mc_samples": 6,
+    "target_update_every": 5,
+    "sigma_min": 1e-4,
+    "sigma_max": 1e-1,
+    "kappa": 0.0,
+    "multiplier": "projected",
+    "actor_loss": "score",
+}
+
 _VARIANTS = {
     "algd": "ALGD: VE-SDE diffusion policy guided by the augmented Lagrangian L_A (default)",
     "lgd": "LGD: the same policy guided by the plain Lagrangian L (the paper's unstable baseline)",
@@ -671,5 +685,6 @@ for _name, _description in _VARIANTS.items():
             resolve=resolve,
             fixed={"agent": _name},
             task_fields=("cost_budget",),
+            presets={"authors-code": {}, "paper": PAPER_VALUES},
         )
     )

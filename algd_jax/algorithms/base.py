@@ -52,6 +52,8 @@ class Algorithm:
         resolve: `(config, spec) -> config` with the task-dependent fields filled in.
         kind: `off-policy` learners train from a replay buffer in the host loop;
             `on-policy` ones (PPO-Lag) need rollouts, which the loop does not drive yet.
+        presets: named sets of option values (`--preset NAME`); the config's own defaults
+            are the preset `defaults`.
     """
 
     name: str
@@ -65,10 +67,26 @@ class Algorithm:
     fixed: Mapping[str, Any] = field(default_factory=dict)
     task_fields: tuple[str, ...] = ()
     kind: Literal["off-policy", "on-policy"] = "off-policy"
+    presets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def default_config(self, **overrides: Any) -> Any:
         """The entry's config with its fixed values and `overrides` applied."""
         return self.config_type(**{**dict(self.fixed), **overrides})
+
+    def preset_names(self) -> list[str]:
+        """`defaults` (the config's own defaults) and the entry's named presets."""
+        return ["defaults", *self.presets]
+
+    def preset_config(self, name: str) -> Any:
+        """The entry's config with the values of preset `name`."""
+        if name == "defaults":
+            return self.default_config()
+        if name not in self.presets:
+            raise ValueError(
+                f"unknown preset {name!r} for {self.name}; choose one of "
+                f"{', '.join(self.preset_names())}"
+            )
+        return self.default_config(**self.presets[name])
 
     def option_names(self) -> tuple[str, ...]:
         """Config fields a user may set (the command-line flags of this algorithm)."""
