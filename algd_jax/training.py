@@ -411,6 +411,11 @@ class Trainer:
         self.clock = clock
         self.config = config
         self.algorithm = config.algorithm
+        if self.algorithm.kind != "off-policy":
+            raise RunError(
+                f"{self.algorithm.name} is an {self.algorithm.kind} algorithm; this loop trains "
+                f"off-policy algorithms from a replay buffer (--list-algos)"
+            )
         self.spec = resolve_task(config)
         self.hparams = resolve_hparams(config, self.spec)
         self.seeds = config.seed_list
