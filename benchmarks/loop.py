@@ -2,13 +2,14 @@
 env steps/s per seed and in total, updates/s, where the time goes, and peak memory.
 
     python -m benchmarks.loop [--quick] [--seeds 1 2 4 8] [--steps N] [--out FILE.json]
+                              [--precision f32|bf16]
 
-Each S runs in a fresh child process (so that its peak RSS is its own) the real training
-loop (`algd_jax.training.Trainer`, the code `experiments.run` uses) with S seeds: N env
-steps without updates (initial exploration; at least one batch), then N steps with U = 10
-fused updates each
-per seed (batch 256, M = N = 4, K = 5). A first, short run in the same child compiles the
-programs, so the measurement has no compilation in it. The loop times its own phases
+Each S runs in a fresh child process (so that its peak RSS is its own; `--quick` runs them
+in this process) the real training loop (`algd_jax.training.Trainer`, the code
+`experiments.run` uses) with S seeds: N env steps without updates (initial exploration; at
+least one batch), then N steps with U = 10 fused updates each per seed (batch 256,
+M = N = 4, K = 5). Every program compiles before the steady part
+begins, so the measurement has no compilation in it. The loop times its own phases
 (`training.PhaseClock`: action, env stepping, replay add and sample, update, episode and
 epoch ends), blocking on device results so that each phase is charged its own time;
 shares are of the steady (updating) part's wall time, `other` is the loop's bookkeeping.
@@ -45,9 +46,12 @@ PAPER_S_PER_EPOCH = 67.0
 TASK = "HalfCheetahVelocity"
 
 
-def train_argv(steps: int, quick: bool, run_dir: Path, seeds: int, seed_axis: str) -> list[str]:
+def train_argv(
+    steps: int, quick: bool, run_dir: Path, seeds: int, seed_axis: str, precision: str = "f32"
+) -> list[str]:
     """Command line of one benchmark run for seeds 0..S-1: exploration steps (`steps`, or
-    one batch if that is more), then `steps` updating steps, one epoch each."""
+    one batch if that is more), then `steps` updating steps, one epoch each; `--precision`
+    of the matrix products when not f32."""
     batch = 32 if quick else 256
     explore = max(steps, batch)
     argv = [
@@ -83,22 +87,24 @@ def train_argv(steps: int, quick: bool, run_dir: Path, seeds: int, seed_axis: st
             "--critic-hidden", "256",
             "--score-hidden", "128",
         ]  # fmt: skip
+    if precision != "f32":
+        argv += ["--precision", precision]
     return argv
 
 
-def run_loop(steps: int, quick: bool, seeds: int, seed_axis: str, workdir: Path) -> dict[str, Any]:
-    """Compile with a short run, then measure one run of 2 `steps` env steps (S seeds)."""
+def run_loop(
+    steps: int, quick: bool, seeds: int, seed_axis: str, workdir: Path, precision: str = "f32"
+) -> dict[str, Any]:
+    """Measure one run (S seeds). Compilation needs no separate warm-up run: the action
+    program, the evaluation program and the first checkpoint save all happen during the
+    exploration steps, and the update program compiles in the first updating step, before
+    the clock's steady part begins."""
     from algd_jax.train_config import parse_command_line
     from algd_jax.training import PhaseClock, Trainer
 
-    warm_steps = 4 if quick else 8
-    start = time.perf_counter()
-    Trainer(
-        parse_command_line(train_argv(warm_steps, quick, workdir / "warm", seeds, seed_axis))
-    ).run()
-    warm_s = time.perf_counter() - start
-
-    config = parse_command_line(train_argv(steps, quick, workdir / "measured", seeds, seed_axis))
+    config = parse_command_line(
+        train_argv(steps, quick, workdir / "measured", seeds, seed_axis, precision)
+    )
     clock = PhaseClock()
     trainer = Trainer(config, clock=clock)
     start = time.perf_counter()
@@ -117,13 +123,13 @@ def run_loop(steps: int, quick: bool, seeds: int, seed_axis: str, workdir: Path)
         "task": TASK,
         "seeds": seeds,
         "seed_axis": trainer.programs.axis,
+        "precision": precision,
         "steps_per_phase": steps,
         "updates_per_step": config.updates_per_step,
         "batch_size": config.batch_size,
         "ensemble_size": config.hparams.ensemble_size,
         "mc_samples": config.hparams.mc_samples,
         "diffusion_steps": config.hparams.diffusion_steps,
-        "warm_up_run_s": warm_s,
         "total_wall_s": end - start,
         "replay_bytes": trainer.replay_bytes,
         "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
@@ -150,15 +156,20 @@ def run_loop(steps: int, quick: bool, seeds: int, seed_axis: str, workdir: Path)
 
 def _child(args: Any) -> int:
     with tempfile.TemporaryDirectory(prefix="algd-loop-bench-") as tmp:
-        out = run_loop(args.steps, args.quick, args.child, args.seed_axis, Path(tmp))
+        out = run_loop(
+            args.steps, args.quick, args.child, args.seed_axis, Path(tmp), args.precision
+        )
     print(json.dumps(out))
     return 0
 
 
-def measure(seeds: int, steps: int, quick: bool, seed_axis: str) -> dict[str, Any]:
+def measure(
+    seeds: int, steps: int, quick: bool, seed_axis: str, precision: str = "f32"
+) -> dict[str, Any]:
     """One S in a fresh process; its JSON result."""
     command = [sys.executable, "-m", "benchmarks.loop", "--child", str(seeds)]
-    command += ["--steps", str(steps), "--seed-axis", seed_axis] + (["--quick"] if quick else [])
+    command += ["--steps", str(steps), "--seed-axis", seed_axis, "--precision", precision]
+    command += ["--quick"] if quick else []
     repo = Path(__file__).resolve().parents[1]
     env = dict(os.environ, PYTHONPATH=str(repo))
     done = subprocess.run(command, cwd=repo, env=env, capture_output=True, text=True)
@@ -179,6 +190,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         help="env steps of each phase (default 40; quick 12); 1000 = one paper epoch",
     )
     parser.add_argument("--seed-axis", choices=("auto", "map", "vmap"), default="auto")
+    parser.add_argument(
+        "--precision",
+        choices=("f32", "bf16"),
+        default="f32",
+        help="precision of the matrix products (the training command's --precision)",
+    )
     parser.add_argument("--child", type=int, default=None, help=argparse_hidden())
     args = parser.parse_args(argv)
     args.steps = args.steps or (12 if args.quick else 40)
@@ -186,7 +203,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         sys.exit(_child(args))
     counts = args.seeds or ([1, 2] if args.quick else [1, 2, 4, 8])
     info = machine_info()
-    runs = [measure(s, args.steps, args.quick, args.seed_axis) for s in counts]
+    runs = [measure(s, args.steps, args.quick, args.seed_axis, args.precision) for s in counts]
     one = next((r for r in runs if r["seeds"] == 1), None)
     for r in runs:
         r["cost_vs_separate"] = (
@@ -246,8 +263,9 @@ def report(result: dict[str, Any]) -> str:
         f"Training loop on {first['task']}: exploration, "
         f"then {first['steps_per_phase']} steps x U={first['updates_per_step']} updates per "
         f"seed (batch {first['batch_size']}, M={first['ensemble_size']}, "
-        f"N={first['mc_samples']}, K={first['diffusion_steps']}), seed axis "
-        f"{first['seed_axis']}\n{device_line(result['machine'])}\n{table}\n"
+        f"N={first['mc_samples']}, K={first['diffusion_steps']}, "
+        f"{first.get('precision', 'f32')}), seed axis {first['seed_axis']}\n"
+        f"{device_line(result['machine'])}\n{table}\n"
         f"% of steady wall time per phase:\n{shares}\n"
         f"(paper Table 6, its GPU: {result['paper_s_per_1000_step_epoch']:.0f} s per 1000-step "
         f"epoch)"

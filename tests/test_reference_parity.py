@@ -67,4 +67,4 @@ def test_check_reference_cli_exit_codes(tmp_path, capsys):
     corrupt = tmp_path / "bad.npz"
     corrupt.write_bytes(b"not a zip")
     assert main([str(corrupt)]) == 2
-    assert "cannot read" in capsys.readouterr().err
+    assert "is not an .npz file" in capsys.readouterr().err
