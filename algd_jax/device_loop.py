@@ -555,6 +555,9 @@ class DeviceRun:
     truncation_ends_bootstrap: bool = False
     cost_mask: Literal["same", "none"] | None = None
     """Cost TD mask; None: the task's preset."""
+    keep_checkpoints: int | None = 3
+    """Latest epoch checkpoints kept per seed (None: every epoch's, e.g. to draw landscapes
+    over training)."""
 
     def validate(self) -> DeviceRun:
         for name in ("total_steps", "epoch_steps", "num_envs", "updates_per_iteration"):
@@ -786,7 +789,7 @@ class _RunWriter:
             data["device_loop"] = device
             (path / "config.json").write_text(json.dumps(data, indent=2) + "\n")
             self.logs.append(ProgressLog(path, columns))
-            self.checkpointers.append(Checkpointer(path))
+            self.checkpointers.append(Checkpointer(path, keep=run.keep_checkpoints))
         # what decides the numbers, for the record (these runs are not resumed)
         blob = json.dumps(
             {"config": config.to_dict(), "device_loop": device, "spec": dataclasses.asdict(spec)},

@@ -11,7 +11,9 @@ held at `center`), with the agent's own critics, its current multiplier and its 
     qc_risk  = mean_m Qc_m + kappa std_m Qc_m        (cost value, units of cost)
     L        = -q_min + lam (qc_risk - h)
     L_A      = -q_min + (relu(lam + rho (qc_risk - h))^2 - lam^2) / (2 rho)
-    score    = phi_theta(s, a, tau)[[i, j]]           (the score net at diffusion step tau)
+    score    = phi_theta(s, a, tau)[[i, j]]           (the score net at diffusion step tau;
+               its Monte-Carlo target is -grad_a E / beta, SPEC §4, so it is compared
+               with the energies' gradients `grad_*` along the slice)
     hess_min = smallest eigenvalue of the Hessian of L (resp. L_A) with respect to the two
                slice coordinates (`full_hessian=True`: to the whole action vector)
 
@@ -50,7 +52,9 @@ class Landscape(NamedTuple):
     lagrangian: jax.Array  # [G, G] L
     augmented: jax.Array  # [G, G] L_A
     active: jax.Array  # [G, G] bool, lam + rho (qc_risk - h) > 0 (the penalty acts)
-    score: jax.Array  # [G, G, 2] phi_theta(s, a, tau) along dims (i, j), latent units
+    score: jax.Array  # [G, G, 2] phi_theta(s, a, tau) along dims (i, j)
+    grad_lagrangian: jax.Array  # [G, G, 2] dL/da along dims (i, j)
+    grad_augmented: jax.Array  # [G, G, 2] dL_A/da along dims (i, j)
     hess_min_lagrangian: jax.Array  # [G, G] smallest Hessian eigenvalue of L
     hess_min_augmented: jax.Array  # [G, G] smallest Hessian eigenvalue of L_A
     multiplier: jax.Array  # [] lambda used in both energies
@@ -123,10 +127,12 @@ def _point(
         e = energies(state, obs, a)
         return jnp.stack([e[0], e[1]])
 
+    on_slice = lambda p: both(center.at[index].set(p))  # noqa: E731
+    grad = jax.jacrev(on_slice)(coords)  # [2, 2]: energy, slice coordinate
     if full_hessian:
         hess = jax.hessian(both)(action)  # [2, da, da]
     else:
-        hess = jax.hessian(lambda p: both(center.at[index].set(p)))(coords)  # [2, 2, 2]
+        hess = jax.hessian(on_slice)(coords)  # [2, 2, 2]
     steps = jnp.full((1,), diffusion_step, jnp.int32)
     score, _ = state.actor.apply_fn(state.actor.params, obs[None], action[None], steps)
     config = state.config
@@ -138,6 +144,8 @@ def _point(
         "augmented": aug,
         "active": lam + config.rho * (risk - config.cost_budget) > 0,
         "score": score[0, index],
+        "grad_lagrangian": grad[0],
+        "grad_augmented": grad[1],
         "hess_min_lagrangian": _min_eigenvalue(hess[0]),
         "hess_min_augmented": _min_eigenvalue(hess[1]),
     }
@@ -173,6 +181,15 @@ def landscape(
     grids = {k: v.reshape(*shape, *v.shape[1:]) for k, v in out.items()}
     lam = multiplier_value(state.config, state.multiplier.params["value"])
     return Landscape(axis_i=axis_i, axis_j=axis_j, multiplier=lam, **grids)
+
+
+def score_alignment(score: Any, grad: Any) -> float:
+    """Median cosine between the score field and the energy's descent direction -grad over
+    the grid (1: the score net points downhill everywhere; 0: unrelated)."""
+    score, grad = np.asarray(score).reshape(-1, 2), -np.asarray(grad).reshape(-1, 2)
+    norms = np.linalg.norm(score, axis=-1) * np.linalg.norm(grad, axis=-1)
+    cos = np.sum(score * grad, axis=-1) / np.maximum(norms, 1e-12)
+    return float(np.median(cos[norms > 0])) if np.any(norms > 0) else float("nan")
 
 
 def convex_fraction(hess_min: Any, tol: float = 1e-6) -> float:

@@ -46,6 +46,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--cost-limit", type=float, default=None)
     p.add_argument("--run-dir", type=Path, default=None)
     p.add_argument(
+        "--keep-checkpoints", type=int, default=3, help="epoch checkpoints kept (0: all)"
+    )
+    p.add_argument(
         "--set",
         action="append",
         default=[],
@@ -108,6 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             replay_size=args.replay_size,
             eval_episodes=args.eval_episodes,
             warmup=args.warmup,
+            keep_checkpoints=args.keep_checkpoints or None,
         ).validate()
         run_dir = args.run_dir
         if run_dir is None:

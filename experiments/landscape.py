@@ -35,6 +35,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
+#: Axis labels of the action dims of tasks that name them (others: "action dim k").
+ACTION_NAMES = {"DiffDriveCircle": ("forward speed v (m/s)", "turn rate omega (rad/s)")}
+
 #: Random stream of the evaluation episode and the policy samples (training uses 0-3,
 #: experiments.evaluate 4).
 LANDSCAPE_STREAM = 5
@@ -55,6 +58,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("run_dir", type=Path, help="a run directory written by experiments.run")
     p.add_argument("--checkpoint", choices=("last", "best"), default="last")
+    p.add_argument(
+        "--step", type=int, default=None, help="env step of the checkpoint (default: newest)"
+    )
     p.add_argument("--state", type=int, default=0, help="index N of the state (default 0)")
     p.add_argument(
         "--source",
@@ -83,7 +89,7 @@ class LoadedRun:
     step: int
 
 
-def load_agent(run_dir: Path, which: str) -> LoadedRun:
+def load_agent(run_dir: Path, which: str, step: int | None = None) -> LoadedRun:
     """Restore a run's agent (the pattern of experiments.evaluate); `RunError` if the run is
     not an ALGD-family run with an action space of at least two dims."""
     from algd_jax.checkpointing import Checkpointer
@@ -123,11 +129,17 @@ def load_agent(run_dir: Path, which: str) -> LoadedRun:
         if not steps:
             hint = " (no evaluation within the cost limit yet); try --checkpoint last"
             raise RunError(f"{run_dir}: no {which} checkpoint{hint if which == 'best' else ''}")
+        if step is not None and step not in steps:
+            raise RunError(
+                f"--step {step}: {run_dir} has {which} checkpoints at env steps "
+                f"{', '.join(map(str, steps))}"
+            )
+        step = steps[-1] if step is None else step
         template = new_state(algorithm, hparams, spec, config.seed)
-        agent, _, _, _ = checkpoints.restore(template, which=which, with_replay=False)
+        agent, _, _, _ = checkpoints.restore(template, which=which, step=step, with_replay=False)
     finally:
         checkpoints.close()
-    return LoadedRun(config, spec, algorithm, agent, steps[-1])
+    return LoadedRun(config, spec, algorithm, agent, step)
 
 
 def episode_state(run: LoadedRun, index: int, seed: int) -> Any:
@@ -205,9 +217,9 @@ def compute(
     args = (agent, obs_row[0], center, axis_i, axis_j)
     static = {"dims": dims, "diffusion_step": diffusion_step}
     start = time.perf_counter()
-    compiled = ls.landscape.lower(*args, **static).compile()
+    jax.block_until_ready(ls.landscape(*args, **static))  # compiles (cached per shape)
     compiled_at = time.perf_counter()
-    grid = jax.block_until_ready(compiled(*args))
+    grid = jax.block_until_ready(ls.landscape(*args, **static))
     done = time.perf_counter()
     result = {k: np.asarray(v) for k, v in grid._asdict().items()}
     result.update(
@@ -232,6 +244,8 @@ def draw(result: dict[str, Any], run: LoadedRun, info: dict[str, Any], out: Path
 
     cfg = run.agent.config
     i, j = info["dims"]
+    names = ACTION_NAMES.get(run.config.task)
+    label_i, label_j = (names[i], names[j]) if names else (f"action dim {i}", f"action dim {j}")
     xi, xj = result["axis_i"], result["axis_j"]
     risk, budget = result["qc_risk"], cfg.cost_budget
     fig = plt.figure(figsize=(18.0, 6.0), layout="constrained")
@@ -270,8 +284,8 @@ def draw(result: dict[str, Any], run: LoadedRun, info: dict[str, Any], out: Path
             "white: qc_risk = h, hatched: infeasible"
         )  # fmt: skip
         ax.set_title(f"{name}\n{feasible}", fontsize=10)
-        ax.set_xlabel(f"action dim {i}")
-        ax.set_ylabel(f"action dim {j}")
+        ax.set_xlabel(label_i)
+        ax.set_ylabel(label_j)
         ax.set_xlim(xi[0], xi[-1])
         ax.set_ylim(xj[0], xj[-1])
     hess = (result["hess_min_lagrangian"], result["hess_min_augmented"])
@@ -287,16 +301,18 @@ def draw(result: dict[str, Any], run: LoadedRun, info: dict[str, Any], out: Path
             f", > 0 on {100 * strictly_convex_fraction(values):.1f}% of the slice",
             fontsize=9,
         )
-        ax.set_ylabel(f"dim {j}")
+        ax.set_ylabel(label_j, fontsize=8)
         if row == 1:
-            ax.set_xlabel(f"action dim {i}")
+            ax.set_xlabel(label_i)
     lam = float(result["multiplier"])
     fig.suptitle(
         f"{run.config.algo} on {run.config.task}, {info['checkpoint']} checkpoint at env step "
         f"{run.step}; state {info['state']} ({info['source']}); lambda={lam:.3g}, "
         f"rho={cfg.rho:g}, kappa={cfg.kappa:g}, h={budget:.4g}\narrows: score direction at "
-        f"tau={info['diffusion_step']}; red dots: {len(result['samples'])} policy samples; "
-        f"star: deterministic action (the slice passes through it)",
+        f"tau={info['diffusion_step']} (median cosine with the descent of "
+        f"{'L_A' if cfg.augmented else 'L'}: {info['alignment']:.2f}); red dots: "
+        f"{len(result['samples'])} policy samples; star: deterministic action (the slice "
+        f"passes through it)",
         fontsize=10,
     )
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -304,11 +320,23 @@ def draw(result: dict[str, Any], run: LoadedRun, info: dict[str, Any], out: Path
     plt.close(fig)
 
 
+def curvature_raised(result: dict[str, Any], tol: float = 1e-6) -> float | None:
+    """Fraction of the grid points where the penalty acts (lam + rho (qc - h) > 0) at which
+    L_A's smallest Hessian eigenvalue is at least L's (None: the penalty acts nowhere)."""
+    import numpy as np
+
+    active = np.asarray(result["active"], bool)
+    if not active.any():
+        return None
+    raised = result["hess_min_augmented"] >= result["hess_min_lagrangian"] - tol
+    return float(np.mean(raised[active]))
+
+
 def landscape(args: argparse.Namespace) -> dict[str, Any]:
     """Validate, load, evaluate, draw; returns the summary written next to the image."""
     import numpy as np
 
-    from algd_jax.landscape import convex_fraction, strictly_convex_fraction
+    from algd_jax.landscape import convex_fraction, score_alignment, strictly_convex_fraction
     from algd_jax.train_config import RunError
 
     if args.grid < 3:
@@ -318,7 +346,7 @@ def landscape(args: argparse.Namespace) -> dict[str, Any]:
     if args.state < 0:
         raise RunError(f"--state must be >= 0, got {args.state}")
     run_dir: Path = args.run_dir
-    run = load_agent(run_dir, args.checkpoint)
+    run = load_agent(run_dir, args.checkpoint, args.step)
     da = run.spec.act_dim
     dims = (int(args.dims[0]), int(args.dims[1]))
     for d in dims:
@@ -342,7 +370,8 @@ def landscape(args: argparse.Namespace) -> dict[str, Any]:
         "source": args.source,
         "diffusion_step": args.diffusion_step,
     }
-    draw(result, run, info, out)
+    energy = "grad_augmented" if run.agent.config.augmented else "grad_lagrangian"
+    draw(result, run, {**info, "alignment": score_alignment(result["score"], result[energy])}, out)
     summary = {
         **info,
         "run_dir": str(run_dir),
@@ -366,6 +395,13 @@ def landscape(args: argparse.Namespace) -> dict[str, Any]:
             "L": strictly_convex_fraction(result["hess_min_lagrangian"]),
             "L_A": strictly_convex_fraction(result["hess_min_augmented"]),
         },
+        # Theorem 3.2(a): where the penalty acts, L_A's smallest curvature is at least L's
+        "curvature_raised_fraction": curvature_raised(result),
+        # the score net against its own energy's descent direction (L_A, or L for lgd)
+        "score_alignment": score_alignment(
+            result["score"],
+            result["grad_augmented" if run.agent.config.augmented else "grad_lagrangian"],
+        ),
         "compile_s": round(result["compile_s"], 3),
         "evaluate_s": round(result["evaluate_s"], 3),
         "out": str(out),
@@ -393,7 +429,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{summary['grid']}x{summary['grid']} grid in {summary['evaluate_s']:.2f} s "
         f"(compiled in {summary['compile_s']:.1f} s); lambda {summary['multiplier']:.4g}; "
         f"convex on {100 * fractions['L']:.1f}% (L) and {100 * fractions['L_A']:.1f}% (L_A) "
-        f"of the slice; feasible on {100 * summary['feasible_fraction']:.1f}%"
+        f"of the slice; feasible on {100 * summary['feasible_fraction']:.1f}%; score vs "
+        f"its energy's descent: median cosine {summary['score_alignment']:.2f}"
     )
     print(f"wrote {summary['out']}")
     return 0 if math.isfinite(summary["multiplier"]) else 1
