@@ -50,8 +50,7 @@ def host(seeds: int, warmup: int, epoch_steps: int, epochs: int) -> dict[str, An
         start = time.perf_counter()
         assert main(args) == 0
         wall = time.perf_counter() - start
-        seed_dir = run_dir / "seed0" if seeds > 1 else run_dir
-        rows = read_progress(seed_dir / "progress.csv")
+        rows = read_progress(run_dir / "seed0" / "progress.csv")  # --seeds: seed<k>/ dirs
     speeds = [float(r["time/env_steps_per_s"]) for r in rows[1:]]
     return {"env_steps_per_s": float(np.mean(speeds)) * seeds, "wall_s": wall}
 
