@@ -236,3 +236,19 @@ def test_other_algorithms_are_refused(tmp_path: Path, capsys) -> None:
         assert "ALGD family only" in _error_line(capsys)
     finally:
         unregister("not-algd")
+
+
+def test_plot_panels_of_fig_2(tiny_run: Path, tmp_path: Path, capsys) -> None:
+    """`experiments.plot --panels` draws the multiplier and violation rows from the CSV."""
+    from experiments import plot
+
+    out = tmp_path / "fig2.png"
+    panels = "return,cost,multiplier,violation"
+    assert plot.main([str(tiny_run), "--panels", panels, "--out", str(out)]) == 0
+    assert out.read_bytes().startswith(b"\x89PNG")
+    runs = [plot.load_run(tiny_run)]
+    _, violation, _ = plot.aggregate(runs, "train/violation", floor=0.0)
+    assert np.all(violation >= 0.0)
+    capsys.readouterr()
+    assert plot.main([str(tiny_run), "--panels", "return,lambda", "--out", str(out)]) == 2
+    assert "choose from" in _error_line(capsys)
