@@ -23,7 +23,7 @@ from algd_jax.train_config import TrainConfig, resolve_hparams, resolve_task
 from algd_jax.training import write_config
 from experiments import landscape as cli
 from experiments.run import main as run_main
-from tests.test_training import TINY
+from tests.conftest import TINY
 
 RUN = TINY + ["--task", "DiffDriveCircle", "--total-steps", "100"]
 
