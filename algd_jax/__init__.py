@@ -16,3 +16,14 @@ def _silence_adroit_notice() -> None:
 
 
 _silence_adroit_notice()
+
+
+def _tune_malloc() -> None:
+    # Keep the compiled update's scratch memory resident between calls (glibc's mallopt; see
+    # algd_jax/malloc_tuning.py). ALGD_JAX_MALLOC_TUNING=0 switches it off.
+    from algd_jax import malloc_tuning
+
+    malloc_tuning.apply()
+
+
+_tune_malloc()

@@ -5,17 +5,30 @@
 * `CriticEnsemble`: M independent 2-hidden-layer MLPs evaluated as one module whose
   parameters carry a leading member axis (`nn.vmap`), used both for the double-Q reward
   critic (M = 2, ReLU, Xavier init) and for the cost-critic ensemble (SiLU, scaled normal).
+
+Precision (`precision` of every module, the config's `--precision`):
+
+* `f32` (default): `flax.linen.Dense`, float32 throughout.
+* `bf16`: every matrix product (`MixedDense`, `bf16_matmul`) rounds its two inputs to
+  bfloat16 and accumulates in float32 (`preferred_element_type=float32`), in the forward
+  pass and in both products of its backward pass. Parameters (float32, the same tree as
+  `f32`), bias adds, activations and everything outside the products stay float32.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any, Literal
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 Initializer = Callable[..., jax.Array]
+
+#: Precision of the networks' matrix products.
+Precision = Literal["f32", "bf16"]
+PRECISIONS: tuple[str, ...] = ("f32", "bf16")
 
 
 def scaled_normal_init(key: jax.Array, shape: tuple[int, ...], dtype=jnp.float32) -> jax.Array:
@@ -41,6 +54,81 @@ KERNEL_INITS: dict[str, Initializer] = {
 }
 
 
+# ----------------------------------------------------------------------------- bf16 products
+
+
+def _dot_last(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """`x [..., k] @ kernel [k, n]` of bfloat16 inputs, accumulated and returned in float32."""
+    return jax.lax.dot_general(
+        x, kernel, (((x.ndim - 1,), (0,)), ((), ())), preferred_element_type=jnp.float32
+    )
+
+
+@jax.custom_vjp
+def bf16_matmul(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """`x [..., k] @ kernel [k, n]` with bfloat16 inputs and float32 accumulation; float32
+    in and out.
+
+    The gradient is two more products of the same kind: `dx = bf16(g) @ bf16(kernel)^T` and
+    `dkernel = bf16(x)^T @ bf16(g)` (rows of every leading axis summed inside the product),
+    both accumulated in and returned as float32. Autodiff of a plain mixed-precision
+    `dot_general` would instead multiply the float32 cotangent with the bfloat16 operand (a
+    float32 product) and round the gradients to bfloat16. A custom VJP: reverse mode, and
+    forward over reverse (`jax.hessian`, as in `algd_jax.landscape`), work; forward mode
+    alone (`jax.jvp`, `jax.jacfwd`) does not.
+    """
+    return _dot_last(x.astype(jnp.bfloat16), kernel.astype(jnp.bfloat16))
+
+
+def _bf16_matmul_fwd(x: jax.Array, kernel: jax.Array) -> tuple[jax.Array, Any]:
+    x16, k16 = x.astype(jnp.bfloat16), kernel.astype(jnp.bfloat16)
+    return _dot_last(x16, k16), (x16, k16)
+
+
+def _bf16_matmul_bwd(saved: Any, g: jax.Array) -> tuple[jax.Array, jax.Array]:
+    x16, k16 = saved
+    g16 = g.astype(jnp.bfloat16)
+    dx = jax.lax.dot_general(
+        g16, k16, (((g.ndim - 1,), (1,)), ((), ())), preferred_element_type=jnp.float32
+    )
+    rows = x16.reshape(-1, x16.shape[-1])
+    cotangent_rows = g16.reshape(-1, g16.shape[-1])
+    dkernel = jax.lax.dot_general(
+        rows, cotangent_rows, (((0,), (0,)), ((), ())), preferred_element_type=jnp.float32
+    )
+    return dx, dkernel
+
+
+bf16_matmul.defvjp(_bf16_matmul_fwd, _bf16_matmul_bwd)
+
+
+class MixedDense(nn.Module):
+    """`nn.Dense` whose product is `bf16_matmul`: the same float32 parameters (`kernel`
+    `[in, features]`, `bias` `[features]`, drawn in the same order from the same
+    initialisers), bfloat16 inputs to the product, float32 accumulation, float32 bias add."""
+
+    features: int
+    kernel_init: Initializer = nn.initializers.lecun_normal()
+    bias_init: Initializer = nn.initializers.zeros
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        kernel = self.param("kernel", self.kernel_init, (x.shape[-1], self.features), jnp.float32)
+        bias = self.param("bias", self.bias_init, (self.features,), jnp.float32)
+        return bf16_matmul(x, kernel) + bias
+
+
+def dense(
+    features: int, precision: str, kernel_init: Initializer, bias_init: Initializer, name: str
+) -> nn.Module:
+    """A dense layer of the given precision: `nn.Dense` (f32) or `MixedDense` (bf16)."""
+    if precision == "f32":
+        return nn.Dense(features, kernel_init=kernel_init, bias_init=bias_init, name=name)
+    if precision == "bf16":
+        return MixedDense(features, kernel_init=kernel_init, bias_init=bias_init, name=name)
+    raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+
+
 class ScoreNet(nn.Module):
     """phi_theta(s, a, k).
 
@@ -52,6 +140,7 @@ class ScoreNet(nn.Module):
     num_steps: int
     hidden: int = 128
     embed_dim: int = 16
+    precision: str = "f32"
 
     @nn.compact
     def __call__(
@@ -65,16 +154,11 @@ class ScoreNet(nn.Module):
         )(step)
         emb = jnp.broadcast_to(emb, (*obs.shape[:-1], self.embed_dim))
         h = jnp.concatenate([obs, action, emb], axis=-1)
-        dense = lambda n, name: nn.Dense(  # noqa: E731
-            n,
-            kernel_init=nn.initializers.xavier_uniform(),
-            bias_init=nn.initializers.zeros,
-            name=name,
-        )
+        xavier, zeros = nn.initializers.xavier_uniform(), nn.initializers.zeros
         for i in range(3):
-            h = nn.relu(dense(self.hidden, f"hidden_{i}")(h))
-        score = dense(self.action_dim, "score_head")(h)
-        eps = dense(self.action_dim, "eps_head")(h)
+            h = nn.relu(dense(self.hidden, self.precision, xavier, zeros, f"hidden_{i}")(h))
+        score = dense(self.action_dim, self.precision, xavier, zeros, "score_head")(h)
+        eps = dense(self.action_dim, self.precision, xavier, zeros, "eps_head")(h)
         return score, eps
 
 
@@ -84,22 +168,16 @@ class CriticMLP(nn.Module):
     hidden: int = 256
     activation: str = "relu"
     kernel_init: str = "xavier_uniform"
+    precision: str = "f32"
 
     @nn.compact
     def __call__(self, obs: jax.Array, action: jax.Array) -> jax.Array:
         act = ACTIVATIONS[self.activation]
-        init = KERNEL_INITS[self.kernel_init]
+        init, zeros = KERNEL_INITS[self.kernel_init], nn.initializers.zeros
         h = jnp.concatenate([obs, action], axis=-1)
         for i in range(2):
-            h = act(
-                nn.Dense(
-                    self.hidden,
-                    kernel_init=init,
-                    bias_init=nn.initializers.zeros,
-                    name=f"hidden_{i}",
-                )(h)
-            )
-        q = nn.Dense(1, kernel_init=init, bias_init=nn.initializers.zeros, name="out")(h)
+            h = act(dense(self.hidden, self.precision, init, zeros, f"hidden_{i}")(h))
+        q = dense(1, self.precision, init, zeros, "out")(h)
         return q[..., 0]
 
 
@@ -114,6 +192,7 @@ class CriticEnsemble(nn.Module):
     hidden: int = 256
     activation: str = "relu"
     kernel_init: str = "xavier_uniform"
+    precision: str = "f32"
 
     @nn.compact
     def __call__(self, obs: jax.Array, action: jax.Array) -> jax.Array:
@@ -132,16 +211,29 @@ class CriticEnsemble(nn.Module):
         # forward and in every backward pass.
         obs = jnp.broadcast_to(obs, (self.members, *obs.shape))
         action = jnp.broadcast_to(action, (self.members, *action.shape))
-        return ensemble(self.hidden, self.activation, self.kernel_init, name="members")(obs, action)
+        members = ensemble(
+            self.hidden, self.activation, self.kernel_init, self.precision, name="members"
+        )
+        return members(obs, action)
 
 
-def reward_critic(hidden: int) -> CriticEnsemble:
+def reward_critic(hidden: int, precision: str = "f32") -> CriticEnsemble:
     """Double-Q reward critic: 2 ReLU MLPs, Xavier-uniform weights."""
-    return CriticEnsemble(members=2, hidden=hidden, activation="relu", kernel_init="xavier_uniform")
+    return CriticEnsemble(
+        members=2,
+        hidden=hidden,
+        activation="relu",
+        kernel_init="xavier_uniform",
+        precision=precision,
+    )
 
 
-def cost_critic(members: int, hidden: int) -> CriticEnsemble:
+def cost_critic(members: int, hidden: int, precision: str = "f32") -> CriticEnsemble:
     """Cost-critic ensemble: M SiLU MLPs, N(0, (1/(2 sqrt(fan_in)))^2) weights."""
     return CriticEnsemble(
-        members=members, hidden=hidden, activation="silu", kernel_init="scaled_normal"
+        members=members,
+        hidden=hidden,
+        activation="silu",
+        kernel_init="scaled_normal",
+        precision=precision,
     )

@@ -86,10 +86,12 @@ def config_from_dump(dump: Mapping[str, np.ndarray]) -> tuple[ALGDConfig, int, i
     return config, int(raw["state_dim"]), int(raw["action_dim"])
 
 
-def agent_from_dump(dump: Mapping[str, np.ndarray]) -> AgentState:
+def agent_from_dump(dump: Mapping[str, np.ndarray], precision: str = "f32") -> AgentState:
     """An agent whose networks, targets and multiplier are the dump's pre-update ones
-    (targets start equal to the online critics unless the dump stores them)."""
+    (targets start equal to the online critics unless the dump stores them), computing with
+    the given `precision` (`ALGDConfig.precision`; the dump's numbers are float32)."""
     config, obs_dim, action_dim = config_from_dump(dump)
+    config = dataclasses.replace(config, precision=precision)
     scale = np.asarray(dump["action_scale"], np.float32)
     bias = np.asarray(dump["action_bias"], np.float32)
     state = create_agent(config, obs_dim, bias - scale, bias + scale, seed=0)
@@ -143,9 +145,10 @@ def _score_target(state: AgentState, obs, a_tau, tau, noise, budget: float) -> j
     return mc_score_target(energy, obs, a_tau, sigma_tau, noise, config.beta)
 
 
-def recompute(dump: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Every comparable quantity of the dump, recomputed with our code, keyed as in the dump."""
-    state = agent_from_dump(dump)
+def recompute(dump: Mapping[str, np.ndarray], precision: str = "f32") -> dict[str, np.ndarray]:
+    """Every comparable quantity of the dump, recomputed with our code (its matrix products in
+    `precision`), keyed as in the dump."""
+    state = agent_from_dump(dump, precision)
     f32 = lambda k: jnp.asarray(np.asarray(dump[k], np.float32))  # noqa: E731
     i32 = lambda k: jnp.asarray(np.asarray(dump[k], np.int32))  # noqa: E731
     obs, action, a_tau, tau = (

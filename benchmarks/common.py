@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import jaxlib
 import numpy as np
 
+from algd_jax import malloc_tuning
 from algd_jax.algorithms.algd import AgentState, ALGDConfig, create_agent
 from algd_jax.compile_options import compiler_options
 from algd_jax.types import Batch
@@ -42,6 +43,9 @@ SPEED_ENV_VARS = (
     "JAX_PLATFORMS",
     "OMP_NUM_THREADS",
     "ALGD_JAX_CPU_TUNING",
+    "ALGD_JAX_BF16_DOTS",
+    "ALGD_JAX_MALLOC_TUNING",
+    "GLIBC_TUNABLES",
 )
 
 
@@ -84,6 +88,7 @@ def machine_info() -> dict[str, Any]:
         "optax": optax.__version__,
         "prng_impl": str(jax.config.jax_default_prng_impl),
         "agent_compiler_options": compiler_options(),
+        "malloc_tuning": dict(malloc_tuning.APPLIED),
         "env": {k: os.environ[k] for k in SPEED_ENV_VARS if k in os.environ},
         "loadavg_start": list(os.getloadavg()),
     }

@@ -1,6 +1,7 @@
 """Milliseconds per ALGD update: the single jitted `update` and the fused `update_many`.
 
     python -m benchmarks.train_step [--quick] [--out FILE.json] [--sizes 4,4 6,6]
+                                    [--precision f32 bf16]
 
 Paper settings (batch 256, HalfCheetah sizes: observation 17, action 6, K = 5, critics 256,
 score net 128) at (M, N) = (4, 4) and (6, 6). Each timed call re-feeds the state the
@@ -14,22 +15,39 @@ recorded as `cost_analysis_flops_scan` for reference). Achieved GFLOP/s = FLOPs 
 time; `ideal_ms` = FLOPs / measured matmul peak; `ratio_to_ideal` = median / ideal (1.0
 would be every FLOP at the peak rate of a 1024x256x256 float32 matmul). `cpu_median_ms` is
 the process CPU time per update (all threads), steadier than wall time when other work
-loads the machine; `gflops_per_cpu_s` = FLOPs / that.
+loads the machine; `gflops_per_cpu_s` = FLOPs / that. `page_faults_per_update` counts the
+minor page faults of the process per update (median over calls): memory the update's
+scratch had returned to the OS and faults back in (`algd_jax/malloc_tuning.py`).
+
+`--precision f32 bf16` measures both precisions of the matrix products (`ALGDConfig.precision`)
+in the same run and interleaved call by call (f32, bf16, f32, ...), so that both see the same
+outside load; `ratios` then holds the bf16/f32 time ratio of each size (< 1: bf16 faster).
+FLOPs of a bf16 update are those of its f32 twin (the same arithmetic), so GFLOP/s compare
+directly. The bf16 rate of the peak's matmul (bf16 inputs, float32 accumulation) is recorded
+for XLA's default dot path and for Eigen (`matmul_bf16`).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import resource
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from algd_jax.algorithms.algd import ALGDConfig, update, update_many
+from algd_jax.compile_options import CPU_COMPILER_OPTIONS, compiler_options
+from algd_jax.networks import PRECISIONS
 from benchmarks.common import (
     base_parser,
+    block,
     cost_flops,
+    cpu_stats,
     device_line,
     format_table,
     machine_info,
@@ -38,65 +56,145 @@ from benchmarks.common import (
     matmul_peak,
     paper_config,
     quick_config,
-    time_update_calls,
+    summarize_ms,
     write_result,
 )
 
 PAPER_SIZES = ((4, 4), (6, 6))
 
 
+def _compile(fn: Any, *args: Any) -> tuple[Any, dict[str, float]]:
+    start = time.perf_counter()
+    lowered = fn.lower(*args)
+    lowered_at = time.perf_counter()
+    compiled = lowered.compile()
+    times = {"trace_lower_s": lowered_at - start, "compile_s": time.perf_counter() - lowered_at}
+    return compiled, times
+
+
+def _time_interleaved(
+    steps: dict[str, Callable[[Any], tuple[Any, Any]]],
+    states: dict[str, Any],
+    reps: int,
+    warmup: int,
+    updates_per_call: int,
+    flops: float,
+) -> dict[str, dict[str, float]]:
+    """`time_update_calls` for several programs, one call of each in turn per repetition
+    (so that each sees the same outside load). Per-update statistics per name."""
+    wall: dict[str, list[float]] = {name: [] for name in steps}
+    cpu: dict[str, list[float]] = {name: [] for name in steps}
+    faults: dict[str, list[int]] = {name: [] for name in steps}
+    for rep in range(warmup + reps):
+        for name, step in steps.items():
+            start_faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+            start, start_cpu = time.perf_counter(), time.process_time()
+            new, metrics = step(states[name])
+            states[name] = block(new)
+            block(metrics)
+            if rep >= warmup:
+                wall[name].append(time.perf_counter() - start)
+                cpu[name].append(time.process_time() - start_cpu)
+                faults[name].append(
+                    resource.getrusage(resource.RUSAGE_SELF).ru_minflt - start_faults
+                )
+    result = {}
+    for name in steps:
+        stats = summarize_ms(wall[name], divisor=updates_per_call)
+        stats.update(cpu_stats(cpu[name], updates_per_call, flops))
+        stats["gflops"] = flops / (stats["median_ms"] * 1e6)
+        stats["page_faults_per_update"] = float(np.median(faults[name])) / updates_per_call
+        result[name] = stats
+    return result
+
+
 def measure_update(
-    config: ALGDConfig,
+    configs: dict[str, ALGDConfig],
     batch_size: int,
     updates_per_call: int,
     reps_single: int,
     reps_fused: int,
     seed: int = 0,
-) -> dict[str, Any]:
-    """Compile and time the single and the fused update for one configuration.
+) -> dict[str, dict[str, Any]]:
+    """Compile and time the single and the fused update for each configuration (keyed by a
+    name, e.g. the precision), calls of the configurations interleaved.
 
-    Returns `{"single": {...}, "fused": {...}, "flops_per_update": float}`; time entries
-    are per update in milliseconds, compile entries in seconds.
+    Returns `{name: {"single": {...}, "fused": {...}, "flops_per_update": float}}`; time
+    entries are per update in milliseconds, compile entries in seconds. FLOPs are counted on
+    the first configuration's single update.
     """
     rng = np.random.default_rng(seed)
-    state = make_agent(config, seed)
     one = make_batch(rng, batch_size)
     many = make_batch(rng, batch_size, (updates_per_call,))
-    result: dict[str, Any] = {}
-
-    # single update ------------------------------------------------------------------
-    start = time.perf_counter()
-    lowered = update.lower(state, one)
-    lowered_at = time.perf_counter()
-    compiled = lowered.compile()
-    compiled_at = time.perf_counter()
-    flops = cost_flops(compiled)
-    stats, state = time_update_calls(lambda st: update(st, one), state, reps_single, 2, 1, flops)
-    result["single"] = {
-        **stats,
-        "trace_lower_s": lowered_at - start,
-        "compile_s": compiled_at - lowered_at,
-    }
-
-    # fused U updates ----------------------------------------------------------------
-    start = time.perf_counter()
-    lowered = update_many.lower(state, many)
-    lowered_at = time.perf_counter()
-    compiled = lowered.compile()
-    compiled_at = time.perf_counter()
-    scan_flops = cost_flops(compiled)
-    stats, _ = time_update_calls(
-        lambda st: update_many(st, many), state, reps_fused, 1, updates_per_call, flops
+    singles = {name: make_agent(config, seed) for name, config in configs.items()}
+    fuseds = {name: make_agent(config, seed) for name, config in configs.items()}
+    result: dict[str, dict[str, Any]] = {}
+    for name in configs:
+        compiled, single_times = _compile(update, singles[name], one)
+        flops = cost_flops(compiled)
+        compiled, fused_times = _compile(update_many, fuseds[name], many)
+        result[name] = {
+            "single": single_times,
+            "fused": {
+                **fused_times,
+                "updates_per_call": updates_per_call,
+                "cost_analysis_flops_scan": cost_flops(compiled),
+            },
+            "flops_per_update": flops,
+        }
+    flops = result[next(iter(configs))]["flops_per_update"]
+    single = _time_interleaved(
+        {name: lambda st: update(st, one) for name in configs}, singles, reps_single, 2, 1, flops
     )
-    result["fused"] = {
-        **stats,
-        "updates_per_call": updates_per_call,
-        "trace_lower_s": lowered_at - start,
-        "compile_s": compiled_at - lowered_at,
-        "cost_analysis_flops_scan": scan_flops,
-    }
-    result["flops_per_update"] = flops
+    fused = _time_interleaved(
+        {name: lambda st: update_many(st, many) for name in configs},
+        fuseds,
+        reps_fused,
+        1,
+        updates_per_call,
+        flops,
+    )
+    for name in configs:
+        result[name]["single"].update(single[name])
+        result[name]["fused"].update(fused[name])
+        result[name]["flops_per_update"] = flops
     return result
+
+
+def bf16_matmul_rates(reps: int, m: int = 1024, k: int = 256, n: int = 256) -> dict[str, Any]:
+    """GFLOP/s of one `[m, k] @ [k, n]` product with bfloat16 inputs and float32 accumulation,
+    compiled with XLA's default options, with Eigen's dot path (`CPU_COMPILER_OPTIONS`) and
+    with the options the agent's bf16 programs get; float32 with the agent's options, timed
+    in the same loop for the ratio."""
+    rng = np.random.default_rng(0)
+    a = jnp.asarray(rng.standard_normal((m, k), np.float32))
+    b = jnp.asarray(rng.standard_normal((k, n), np.float32))
+
+    def bf16(x: jax.Array, y: jax.Array) -> jax.Array:
+        return jnp.matmul(
+            x.astype(jnp.bfloat16), y.astype(jnp.bfloat16), preferred_element_type=jnp.float32
+        )
+
+    variants = {
+        "bf16_xla_default": (bf16, None),
+        "bf16_eigen": (bf16, dict(CPU_COMPILER_OPTIONS)),
+        "bf16_agent": (bf16, compiler_options("bf16")),
+        "f32_agent": (jnp.matmul, compiler_options("f32")),
+    }
+    compiled = {
+        name: jax.jit(fn, compiler_options=options).lower(a, b).compile()
+        for name, (fn, options) in variants.items()
+    }
+    times: dict[str, list[float]] = {name: [] for name in compiled}
+    for rep in range(reps + 3):
+        for name, fn in compiled.items():
+            start = time.perf_counter()
+            fn(a, b).block_until_ready()
+            if rep >= 3:
+                times[name].append(time.perf_counter() - start)
+    flops = 2.0 * m * k * n
+    rates = {name: flops / float(np.median(t)) / 1e9 for name, t in times.items()}
+    return {"shape": f"{m}x{k}x{n}", "median_gflops": rates}
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -110,7 +208,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--batch-size", type=int, default=None, help="default 256 (quick 32)")
     parser.add_argument("--updates-per-call", type=int, default=None, help="U (default 10)")
     parser.add_argument("--reps", type=int, default=None, help="timed calls (default 40/10)")
+    parser.add_argument(
+        "--precision",
+        nargs="+",
+        choices=PRECISIONS,
+        default=["f32"],
+        help="precisions of the matrix products, measured interleaved in one run "
+        "(default f32; `f32 bf16` for the bf16/f32 ratio)",
+    )
     args = parser.parse_args(argv)
+    precisions = list(dict.fromkeys(args.precision))
 
     quick = args.quick
     if args.sizes:
@@ -125,40 +232,58 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     info = machine_info()
     peak = matmul_peak(reps=5 if quick else 200)
-    points = []
+    points, ratios = [], []
     for members, samples in sizes:
         config = make_config(ensemble_size=members, mc_samples=samples)
-        measured = measure_update(config, batch_size, updates, reps_single, reps_fused)
-        flops = measured["flops_per_update"]
-        ideal_ms = flops / (peak["median_gflops"] * 1e6)
-        for kind in ("single", "fused"):
-            entry = measured[kind]
-            entry["ratio_to_peak"] = entry["gflops"] / peak["median_gflops"]
-            entry["ratio_to_ideal"] = entry["median_ms"] / ideal_ms
-            # the same comparison in CPU time, which other load on the machine disturbs less
-            entry["cpu_ratio_to_peak"] = entry["gflops_per_cpu_s"] / peak["gflops_per_cpu_s"]
-        points.append(
-            {
-                "ensemble_size": members,
-                "mc_samples": samples,
-                "batch_size": batch_size,
-                "diffusion_steps": config.diffusion_steps,
-                "critic_hidden": config.critic_hidden,
-                "score_hidden": config.score_hidden,
-                "flops_per_update": flops,
-                "ideal_ms": ideal_ms,
-                "single": measured["single"],
-                "fused": measured["fused"],
-            }
-        )
+        configs = {p: dataclasses.replace(config, precision=p) for p in precisions}
+        by_precision = measure_update(configs, batch_size, updates, reps_single, reps_fused)
+        for precision, measured in by_precision.items():
+            flops = measured["flops_per_update"]
+            ideal_ms = flops / (peak["median_gflops"] * 1e6)
+            for kind in ("single", "fused"):
+                entry = measured[kind]
+                entry["ratio_to_peak"] = entry["gflops"] / peak["median_gflops"]
+                entry["ratio_to_ideal"] = entry["median_ms"] / ideal_ms
+                # the same comparison in CPU time, which other load disturbs less
+                entry["cpu_ratio_to_peak"] = entry["gflops_per_cpu_s"] / peak["gflops_per_cpu_s"]
+            points.append(
+                {
+                    "ensemble_size": members,
+                    "mc_samples": samples,
+                    "precision": precision,
+                    "batch_size": batch_size,
+                    "diffusion_steps": config.diffusion_steps,
+                    "critic_hidden": config.critic_hidden,
+                    "score_hidden": config.score_hidden,
+                    "flops_per_update": flops,
+                    "ideal_ms": ideal_ms,
+                    "single": measured["single"],
+                    "fused": measured["fused"],
+                }
+            )
+        if {"f32", "bf16"} <= set(by_precision):
+            f32, bf16 = by_precision["f32"], by_precision["bf16"]
+            ratio = {"ensemble_size": members, "mc_samples": samples}
+            for kind in ("single", "fused"):
+                ratio[f"{kind}_bf16_over_f32"] = bf16[kind]["median_ms"] / f32[kind]["median_ms"]
+                ratio[f"{kind}_cpu_bf16_over_f32"] = (
+                    bf16[kind]["cpu_median_ms"] / f32[kind]["cpu_median_ms"]
+                )
+            ratios.append(ratio)
 
     result = {
         "benchmark": "train_step",
         "quick": quick,
+        "precisions": precisions,
         "machine": info,
         "matmul_peak": peak,
         "points": points,
     }
+    if "bf16" in precisions:
+        result["agent_compiler_options_bf16"] = compiler_options("bf16")
+        result["matmul_bf16"] = bf16_matmul_rates(reps=5 if quick else 100)
+    if ratios:
+        result["ratios"] = ratios
     path = write_result(result, args.out, "train_step", quick)
     print(report(result))
     print(f"wrote {path}")
@@ -176,6 +301,7 @@ def report(result: dict[str, Any]) -> str:
             rows.append(
                 [
                     f"({p['ensemble_size']},{p['mc_samples']})",
+                    p.get("precision", "f32"),
                     label,
                     e["median_ms"],
                     e["min_ms"],
@@ -188,11 +314,13 @@ def report(result: dict[str, Any]) -> str:
                     e["cpu_median_ms"],
                     e["gflops_per_cpu_s"],
                     e["cpu_ratio_to_peak"],
+                    e.get("page_faults_per_update", float("nan")),
                 ]
             )
     table = format_table(
         [
             "(M,N)",
+            "prec",
             "update",
             "median ms",
             "min ms",
@@ -205,6 +333,7 @@ def report(result: dict[str, Any]) -> str:
             "CPU ms",
             "GFLOP/CPU-s",
             "CPU of peak",
+            "faults/upd",
         ],
         rows,
     )
@@ -222,9 +351,36 @@ def report(result: dict[str, Any]) -> str:
         f"'{peak['options']}' options)\n'x ideal' = median / (FLOPs / peak); "
         f"'CPU ms' = process CPU time per update (all threads; the steadier figure when other "
         f"work loads the machine); GFLOP/CPU-s = FLOPs / that; 'CPU of peak' = that / the "
-        f"matmul's GFLOP per CPU-s"
+        f"matmul's GFLOP per CPU-s; 'faults/upd' = minor page faults per update (median; "
+        f"scratch memory faulted back in, see algd_jax/malloc_tuning.py)"
     )
-    return f"{header}\n{table}"
+    text = f"{header}\n{table}"
+    if result.get("ratios"):
+        ratio_table = format_table(
+            ["(M,N)", "single bf16/f32", "fused bf16/f32", "single CPU", "fused CPU"],
+            [
+                [
+                    f"({r['ensemble_size']},{r['mc_samples']})",
+                    r["single_bf16_over_f32"],
+                    r["fused_bf16_over_f32"],
+                    r["single_cpu_bf16_over_f32"],
+                    r["fused_cpu_bf16_over_f32"],
+                ]
+                for r in result["ratios"]
+            ],
+        )
+        text += (
+            "\nbf16/f32 time ratio, same run, calls interleaved (< 1: bf16 faster; CPU: "
+            f"process CPU time)\n{ratio_table}"
+        )
+    if result.get("matmul_bf16"):
+        mm = result["matmul_bf16"]
+        rates = ", ".join(f"{k} {v:.1f}" for k, v in mm["median_gflops"].items())
+        text += (
+            f"\n{mm['shape']} matmul, GFLOP/s: {rates} (bf16 programs compiled with "
+            f"{result['agent_compiler_options_bf16']})"
+        )
+    return text
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@ and without effect on the numbers."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -56,3 +58,42 @@ def test_options_do_not_change_the_update():
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     for k in m_tuned:
         np.testing.assert_allclose(m_tuned[k], m_default[k], rtol=1e-5, atol=1e-6)
+
+
+def test_bf16_programs_choose_their_dot_path(monkeypatch):
+    monkeypatch.delenv(co.TUNING_ENV_VAR, raising=False)
+    monkeypatch.setenv(co.BF16_DOTS_ENV_VAR, "xla")
+    assert co.compiler_options("bf16") == co.CPU_BF16_DOT_OPTIONS
+    assert "xla_cpu_experimental_ynn_fusion_type" not in co.CPU_BF16_DOT_OPTIONS
+    monkeypatch.setenv(co.BF16_DOTS_ENV_VAR, "eigen")
+    assert co.compiler_options("bf16") == co.CPU_COMPILER_OPTIONS
+    monkeypatch.setenv(co.BF16_DOTS_ENV_VAR, "auto")
+    expected = co.CPU_BF16_DOT_OPTIONS if co.cpu_has_bf16_dots() else co.CPU_COMPILER_OPTIONS
+    assert co.compiler_options("bf16") == expected
+    assert co.compiler_options("f32") == co.CPU_COMPILER_OPTIONS  # f32 never changes
+    monkeypatch.setenv(co.BF16_DOTS_ENV_VAR, "fast")
+    with pytest.raises(ValueError, match="ALGD_JAX_BF16_DOTS='fast'.*auto .* eigen or xla"):
+        co.compiler_options("bf16")
+
+
+def test_program_precision_comes_from_the_agent_among_the_arguments():
+    bf16 = new_agent(dataclasses.replace(SMALL, precision="bf16"))
+    f32, data = new_agent(), make_batch(0)
+    assert co.program_precision((bf16, data), {}) == "bf16"
+    assert co.program_precision((f32, data), {}) == "f32"
+    assert co.program_precision((data, (1, {"agents": bf16})), {}) == "bf16"  # nested
+    assert co.program_precision((), {"state": bf16}) == "bf16"
+    assert co.program_precision((jnp.ones(3),), {}) == "f32"  # no agent: f32 options
+
+
+def test_bf16_and_f32_programs_of_one_function_keep_their_own_options(monkeypatch):
+    monkeypatch.setenv(co.BF16_DOTS_ENV_VAR, "xla")
+    fn = co.tuned_jit(lambda state, x: x @ x)
+    x = jnp.ones((8, 8))
+    bf16 = new_agent(dataclasses.replace(SMALL, precision="bf16"))
+    fn(new_agent(), x)
+    fn(bf16, x)
+    assert fn._cache_size() == 2  # one program per option set
+    text_f32 = fn.lower(new_agent(), x).compile().as_text()
+    assert "ynn" not in text_f32  # Eigen for f32 ...
+    assert fn._by_precision["bf16"] is not fn._by_precision["f32"]  # ... its own for bf16

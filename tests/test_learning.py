@@ -60,6 +60,12 @@ def algd_run() -> dict[str, np.ndarray]:
     return traces
 
 
+@pytest.fixture(scope="module")
+def algd_bf16_run() -> dict[str, np.ndarray]:
+    _, traces = train_bandit(bandit_agent_config("algd", precision="bf16"), SEEDS, RUN)
+    return traces
+
+
 def _last_quarter(trace: np.ndarray) -> np.ndarray:
     return trace[:, -(trace.shape[1] // 4) :]
 
@@ -106,6 +112,16 @@ def test_task_is_registered_and_steps_as_a_one_step_episode() -> None:
 
 
 def test_algd_learns_the_constrained_optimum(algd_run: dict[str, np.ndarray]) -> None:
+    _assert_learned_the_constrained_optimum(algd_run)
+
+
+@pytest.mark.slow
+def test_algd_bf16_learns_the_constrained_optimum(algd_bf16_run: dict[str, np.ndarray]) -> None:
+    """The same known answer, and the same assertions, with bfloat16 matrix products."""
+    _assert_learned_the_constrained_optimum(algd_bf16_run)
+
+
+def _assert_learned_the_constrained_optimum(algd_run: dict[str, np.ndarray]) -> None:
     bandit = DEFAULT_BANDIT
     v_star = bandit.constrained_optimum().value
     for name, trace in algd_run.items():

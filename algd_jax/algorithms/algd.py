@@ -52,7 +52,7 @@ from algd_jax.diffusion import (
     ve_schedule,
 )
 from algd_jax.energy import EnergyFn, make_energy, qc_risk
-from algd_jax.networks import CriticEnsemble, ScoreNet, cost_critic, reward_critic
+from algd_jax.networks import PRECISIONS, CriticEnsemble, ScoreNet, cost_critic, reward_critic
 from algd_jax.score_target import mc_score_target_and_energy_at
 from algd_jax.types import Batch, Metrics
 
@@ -124,6 +124,11 @@ class ALGDConfig:
     """Width of the diffusion-step embedding of the score net."""
     ddpm_guidance: float = 0.05
     """Step length of the normalised score guidance in the DDPM sampler."""
+    precision: Literal["f32", "bf16"] = "f32"
+    """Matrix products of the score net and the critics: `f32`, or `bf16` (bfloat16 inputs,
+    float32 accumulation; parameters, optimiser states, targets, the multiplier, energies,
+    softmax weights and every reduction stay float32). Opt-in: whether bf16 is faster
+    depends on the CPU's bfloat16 instructions (see the README's benchmark table)."""
 
     def validate(self) -> ALGDConfig:
         """Raise `ValueError` with one clear message if a value is impossible."""
@@ -184,6 +189,10 @@ class ALGDConfig:
         if self.cost_target not in ("per-member", "shared"):
             raise ValueError(
                 f"--cost-target must be per-member or shared, got {self.cost_target!r}"
+            )
+        if self.precision not in PRECISIONS:
+            raise ValueError(
+                f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
             )
         if self.multiplier not in multipliers.RULES:
             raise ValueError(
@@ -258,15 +267,16 @@ def score_module(config: ALGDConfig, action_dim: int) -> ScoreNet:
         num_steps=config.diffusion_steps,
         hidden=config.score_hidden,
         embed_dim=config.embed_dim,
+        precision=config.precision,
     )
 
 
 def critic_module(config: ALGDConfig) -> CriticEnsemble:
-    return reward_critic(config.critic_hidden)
+    return reward_critic(config.critic_hidden, config.precision)
 
 
 def cost_critic_module(config: ALGDConfig) -> CriticEnsemble:
-    return cost_critic(config.ensemble_size, config.critic_hidden)
+    return cost_critic(config.ensemble_size, config.critic_hidden, config.precision)
 
 
 def multiplier_value(config: ALGDConfig, param: jax.Array) -> jax.Array:
