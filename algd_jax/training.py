@@ -317,6 +317,16 @@ def config_values(config: TrainConfig, hparams: Any, spec: TaskSpec, seed: int) 
     return json.loads(json.dumps(values, default=str))
 
 
+def _field_defaults(config: TrainConfig, hparams: Any) -> dict[str, Any]:
+    """The default of every `config_values` key that has one (dataclass field defaults)."""
+    out: dict[str, Any] = {}
+    for prefix, cls in (("config", TrainConfig), ("algorithm", type(hparams))):
+        for f in dataclasses.fields(cls):
+            if f.default is not dataclasses.MISSING:
+                out[f"{prefix}.{f.name}"] = json.loads(json.dumps(f.default, default=str))
+    return out
+
+
 def config_digest(values: dict[str, Any]) -> str:
     """A digest of `config_values`, stored with each checkpoint."""
     blob = json.dumps(values, sort_keys=True, default=str)
@@ -577,12 +587,23 @@ class Trainer:
             _write_json(path, data)
 
     def _check_config(self, k: int, meta: dict[str, Any], step: int) -> None:
-        """Refuse a checkpoint made under another configuration than config.json says."""
+        """Refuse a checkpoint made under another configuration than config.json says.
+
+        A field the checkpoint does not know (added by a later version) counts as unchanged
+        while it holds its default value."""
         if meta.get("config_digest") == config_digest(self.values[k]):
             return
         saved = meta.get("config", {})
         ours = self.values[k]
-        changed = sorted(n for n in set(saved) | set(ours) if saved.get(n) != ours.get(n))
+        defaults = _field_defaults(self.config, self.hparams)
+        changed = sorted(
+            n
+            for n in set(saved) | set(ours)
+            if saved.get(n) != ours.get(n)
+            and not (n not in saved and n in defaults and ours.get(n) == defaults[n])
+        )
+        if not changed:
+            return
         shown = ", ".join(
             f"{n.split('.', 1)[1]} {saved.get(n)!r} -> {ours.get(n)!r}" for n in changed[:4]
         )

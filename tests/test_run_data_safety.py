@@ -303,3 +303,32 @@ def test_evaluate_missing_checkpoint(run: Path, capsys: pytest.CaptureFixture[st
     assert evaluate.main([str(run), "--episodes", "1"]) == 2
     assert "no last checkpoint" in one_line(capsys)
     assert tree_hash(run) == before
+
+
+def test_a_field_added_by_a_later_version_at_its_default_does_not_block_resume(
+    run: Path,
+) -> None:
+    """Checkpoints made before a config field existed resume while it keeps its default."""
+    from algd_jax.checkpointing import Checkpointer
+
+    checkpointer = Checkpointer(run)
+    meta = checkpointer.read_meta("last", 300)
+    checkpointer.close()
+    saved = dict(meta["config"])
+    assert saved.pop("algorithm.target_update_every") == 2
+    # pretend the checkpoint predates the field: rewrite its meta and file digests
+    path = run / "checkpoints/last/300/meta/metadata"
+    path.write_text(json.dumps({**meta, "config": saved, "config_digest": "old"}))
+    from algd_jax.checkpointing import _write_file_digests
+
+    _write_file_digests(run / "checkpoints/last/300")
+    assert main(["--resume", str(run), "--total-steps", "400", "--progress", "off"]) == 0
+    # a value other than the default is still a change
+    (run / "checkpoints/last/400/meta/metadata").write_text(
+        json.dumps({**meta, "config": saved, "config_digest": "old", "env_step": 400})
+    )
+    _write_file_digests(run / "checkpoints/last/400")
+    data = json.loads((run / "config.json").read_text())
+    data["config"]["hparams"]["target_update_every"] = 3
+    (run / "config.json").write_text(json.dumps(data))
+    assert main(["--resume", str(run), "--total-steps", "500"]) == 2
