@@ -126,7 +126,6 @@ def test_loop_quick(tmp_path):
     assert data["runs"][0]["cost_vs_separate"] == pytest.approx(1.0)
 
 
-
 @pytest.mark.parametrize("fused", [True, False], ids=["update_many", "update"])
 def test_update_does_not_recompile_for_new_data(fused):
     """One compiled program per agent structure and shapes: new batch values, the state

@@ -1,8 +1,8 @@
 """The algorithm registry. Importing this package registers the built-in algorithms.
 
-    from algd_jax.algorithms import get_algorithm, list_algorithms
-    algo = get_algorithm("algd")
-    state = algo.init(algo.default_config(), spec, jax.random.key(0))
+Use: `algo = get_algorithm("algd")`, then
+`state = algo.init(algo.default_config(), spec, jax.random.key(0))`; `list_algorithms()`
+names every entry.
 """
 
 from algd_jax.algorithms import algd as _algd  # noqa: F401  (registers algd, lgd, algd-ddpm)
