@@ -150,7 +150,6 @@ class Programs:
 
         self.act = tuned_jit(act_all, static_argnames="deterministic")
         self.train = tuned_jit(train_all, donate_argnums=(0, 1))
-        self.update_many = tuned_jit(over_seeds(many, axis, 2), donate_argnums=0)
 
 
 @lru_cache(maxsize=32)

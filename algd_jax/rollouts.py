@@ -28,12 +28,18 @@ def cost_of(info: dict[str, Any]) -> float:
 
 class EpisodeStats:
     """Running totals of one episode per seed: return, summed cost, discounted cost
-    (`sum_t gamma_c**t c_t`) and length, each `[S]` float64."""
+    (`sum_t gamma_c**t c_t`) and length in `totals [S, 4]` (float64), and `gamma_c**t` in
+    `discount [S]`. The arrays are updated in place, so they may be views of a larger state
+    (the training loop's `LoopState.episode` and `.discount`)."""
 
-    def __init__(self, num: int, cost_gamma: float) -> None:
+    def __init__(self, totals: np.ndarray, discount: np.ndarray, cost_gamma: float) -> None:
         self.cost_gamma = float(cost_gamma)
-        self.totals = np.zeros((num, 4), np.float64)
-        self.discount = np.ones((num,), np.float64)
+        self.totals = totals
+        self.discount = discount
+
+    @classmethod
+    def zeros(cls, num: int, cost_gamma: float) -> EpisodeStats:
+        return cls(np.zeros((num, 4), np.float64), np.ones((num,), np.float64), cost_gamma)
 
     def record(self, index: int, reward: float, cost: float) -> None:
         t = self.totals[index]
@@ -66,7 +72,7 @@ def run_episodes(
     `frames` when given.
     """
     num = len(envs)
-    stats = EpisodeStats(num, cost_gamma)
+    stats = EpisodeStats.zeros(num, cost_gamma)
     obs = np.stack(
         [
             np.asarray(env.reset(seed=int(s))[0], np.float32)

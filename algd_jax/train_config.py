@@ -19,6 +19,7 @@ import difflib
 import io
 import json
 import re
+import types
 import typing
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -184,7 +185,7 @@ class TrainConfig:
             algorithm = get_algorithm(self.algo)
         except UnknownAlgorithmError as err:
             raise RunError(str(err)) from None
-        config = self.hparams if self.hparams is not None else algorithm.default_config()
+        config = self.with_hparams().hparams
         if not isinstance(config, algorithm.config_type):
             raise RunError(f"hyper-parameters of {type(config).__name__} do not fit {self.algo}")
         try:
@@ -206,9 +207,8 @@ class TrainConfig:
                 out[key] = str(out[key])
         if out["seeds"] is not None:
             out["seeds"] = list(out["seeds"])
-        algorithm = get_algorithm(self.algo)
-        hparams = self.hparams if self.hparams is not None else algorithm.default_config()
-        out["hparams"] = {k: getattr(hparams, k) for k in algorithm.option_names()}
+        hparams = self.with_hparams().hparams
+        out["hparams"] = {k: getattr(hparams, k) for k in self.algorithm.option_names()}
         return out
 
     @classmethod
@@ -428,7 +428,7 @@ def _values_after(args: list[str], i: int) -> list[str]:
 def _type_problem(value: str, expected: Any) -> str | None:
     """Why `value` is not of type `expected` (None when it is or cannot be judged)."""
     origin, args = typing.get_origin(expected), typing.get_args(expected)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+    if origin in (typing.Union, types.UnionType):
         if value == "None" and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]

@@ -62,8 +62,15 @@ from algd_jax.logging_utils import (
 )
 from algd_jax.programs import Programs, new_sums, programs, resolve_seed_axis, stack, unstack
 from algd_jax.replay import ReplayBuffer, replay_bytes, row_bytes
-from algd_jax.rollouts import EPISODE_FIELDS, cost_of, run_episodes
-from algd_jax.train_config import GROUP_FILE, RunError, TrainConfig, resolve_hparams, resolve_task
+from algd_jax.rollouts import EPISODE_FIELDS, EpisodeStats, cost_of, mean_of, run_episodes
+from algd_jax.train_config import (
+    GROUP_FILE,
+    RESUMABLE_OVERRIDES,
+    RunError,
+    TrainConfig,
+    resolve_hparams,
+    resolve_task,
+)
 
 # Independent random streams derived from the run seed (see `stream_seed`).
 TRAIN_ENV_STREAM, EVAL_ENV_STREAM, REPLAY_STREAM, ACT_STREAM = 0, 1, 2, 3
@@ -305,7 +312,7 @@ def config_values(config: TrainConfig, hparams: Any, spec: TaskSpec, seed: int) 
     """Everything that decides one seed's numbers (not the run's length, paths, terminal
     output or how many other seeds train beside it), flattened to `name: value`."""
     data = config.to_dict()
-    for key in ("total_steps", "run_dir", "resume", "progress", "keep_checkpoints", "seeds"):
+    for key in (*RESUMABLE_OVERRIDES, "seeds"):
         data.pop(key, None)
     # the options' values are in `hparams`, however they were chosen
     for key in ("hparams", "preset", "list_tasks", "list_algos"):
@@ -525,6 +532,11 @@ class Trainer:
     # -- set-up ---------------------------------------------------------------------------
 
     @property
+    def episodes(self) -> EpisodeStats:
+        """The current training episode's totals, as views of the loop state."""
+        return EpisodeStats(self.loop.episode, self.loop.discount, self.spec.cost_gamma)
+
+    @property
     def env_step(self) -> int:
         return int(self.loop.env_step[0])
 
@@ -556,8 +568,7 @@ class Trainer:
         seed = stream_seed(self.seeds[k], TRAIN_ENV_STREAM, int(self.loop.episode_index[k]))
         obs, _ = self.envs[k].reset(seed=seed)
         self.loop.obs[k] = np.asarray(obs, np.float32)
-        self.loop.episode[k] = 0.0
-        self.loop.discount[k] = 1.0
+        self.episodes.reset(k)
 
     # -- checkpoints ----------------------------------------------------------------------
 
@@ -762,7 +773,6 @@ class Trainer:
                 episode_cost=float(loop.last_episode[0, EPISODE_FIELDS.index(self.cost_kind)]),
             )
         last_rows: list[dict[str, float] | None] = [None] * len(self.seeds)
-        cost_gamma = self.spec.cost_gamma
         num = len(self.seeds)
         timer = (time.perf_counter(), self.env_step, int(loop.epoch_updates[0]))
         phase = self.clock if self.clock is not None else _untimed
@@ -799,7 +809,7 @@ class Trainer:
                             ends[k] = bool(terminated) or bool(info.get("bootstrap_end", False))
                             truncs[k] = bool(truncated)
                             done[k] = bool(terminated or truncated)
-                            self._record(k, actions[k], reward[k], cost[k], cost_gamma)
+                            self._record(k, actions[k], reward[k], cost[k])
                     with phase("replay_add"):
                         replay.add(loop.obs, actions, reward, cost, next_obs, ends, truncs)
                     loop.env_step[:] += 1
@@ -872,7 +882,7 @@ class Trainer:
             f"{_human(self.replay_bytes)} at most"
         )
 
-    def _record(self, k: int, action: np.ndarray, reward: float, cost: float, gamma: float):
+    def _record(self, k: int, action: np.ndarray, reward: float, cost: float) -> None:
         loop = self.loop
         length = int(loop.episode[k, 3])
         if length >= loop.actions.shape[1]:
@@ -882,12 +892,7 @@ class Trainer:
                 exit_code=1,
             )
         loop.actions[k, length] = action
-        episode = loop.episode[k]
-        episode[0] += reward
-        episode[1] += cost
-        episode[2] += loop.discount[k] * cost
-        episode[3] += 1
-        loop.discount[k] *= gamma
+        self.episodes.record(k, reward, cost)
 
     def _end_episode(self, k: int) -> None:
         loop = self.loop
@@ -1001,10 +1006,7 @@ class Trainer:
             }
             n_eps = int(loop.epoch_episodes[k])
             train = loop.epoch_totals[k] / n_eps if n_eps else np.full(4, np.nan)
-            summary = {
-                key: float(np.mean([e[key] for e in evals[k]])) if evals[k] else math.nan
-                for key in EPISODE_FIELDS
-            }
+            summary = {key: mean_of(evals[k], key) for key in EPISODE_FIELDS}
             is_feasible = bool(evals[k]) and feasible(spec, summary)
             row: dict[str, float] = {
                 "epoch": int(loop.epoch_index[k]),

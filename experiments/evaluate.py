@@ -100,15 +100,14 @@ def evaluate(args: EvaluateArgs) -> int:
         state, _, _, _ = checkpoints.restore(template, which=args.checkpoint, with_replay=False)
     finally:
         checkpoints.close()
-    compiled = programs(algorithm.act, algorithm.update, "map")
-    states = stack([state])
-
-    def act(obs: np.ndarray) -> np.ndarray:
-        return np.asarray(compiled.act(states, obs, states_key, 0, True))
-
     import jax
 
-    states_key = jax.random.key(0)[None]  # unused by the deterministic sampler
+    compiled = programs(algorithm.act, algorithm.update, "map")
+    states = stack([state])
+    keys = jax.random.key(0)[None]  # unused by the deterministic sampler
+
+    def act(obs: np.ndarray) -> np.ndarray:
+        return np.asarray(compiled.act(states, obs, keys, 0, True))
 
     try:
         env = make_env(
