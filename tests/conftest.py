@@ -6,6 +6,11 @@ they are plain helpers with arguments, not fixtures.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -28,6 +33,21 @@ TINY = [
     "--score-hidden", "16",
     "--progress", "off",
 ]  # fmt: skip
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_module(*args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m ARGS` in a separate process from the repository root (stdout and stderr
+    captured as text): what a user's shell would run."""
+    return subprocess.run(
+        [sys.executable, "-m", *args],
+        cwd=REPO,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+        capture_output=True,
+        text=True,
+    )
+
 
 #: Observation and action sizes and the batch size of the tiny test problems.
 DS, DA, B = 5, 3, 16

@@ -6,10 +6,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,7 +16,7 @@ from algd_jax.checkpointing import Checkpointer
 from algd_jax.train_config import TrainConfig
 from experiments import evaluate
 from experiments.run import main
-from tests.conftest import TINY
+from tests.conftest import TINY, run_module
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -108,13 +105,7 @@ def test_bad_input_gives_one_line_and_exit_2(
 
 
 def test_bad_input_in_a_real_process_has_no_traceback() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "experiments.run", "--mc-samples", "0"],
-        cwd=REPO,
-        env=dict(os.environ, PYTHONPATH=str(REPO)),
-        capture_output=True,
-        text=True,
-    )
+    result = run_module("experiments.run", "--mc-samples", "0")
     assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert lines == ["error: --mc-samples (N) must be a positive integer, got 0"]
@@ -169,13 +160,7 @@ def test_an_option_of_another_algorithm_is_named(capsys: pytest.CaptureFixture[s
 
 
 def test_wrongly_typed_flag_in_a_real_process_is_one_line() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "experiments.run", "--batch-size", "abc"],
-        cwd=REPO,
-        env=dict(os.environ, PYTHONPATH=str(REPO)),
-        capture_output=True,
-        text=True,
-    )
+    result = run_module("experiments.run", "--batch-size", "abc")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == ["error: --batch-size 'abc': expected an integer"]
 
@@ -289,13 +274,7 @@ def test_evaluate_writes_a_video(finished_run: Path, tmp_path: Path) -> None:
     """About a minute: a 1000-frame episode rendered offscreen (EGL) and encoded as mp4."""
     run = tmp_path / "run"
     shutil.copytree(finished_run, run)
-    result = subprocess.run(
-        [sys.executable, "-m", "experiments.evaluate", str(run), "--episodes", "1", "--video"],
-        cwd=REPO,
-        env=dict(os.environ, PYTHONPATH=str(REPO)),
-        capture_output=True,
-        text=True,
-    )
+    result = run_module("experiments.evaluate", str(run), "--episodes", "1", "--video")
     assert result.returncode == 0, result.stderr
     videos = list((run / "videos").glob("*.mp4"))
     assert len(videos) == 1 and videos[0].stat().st_size > 10_000

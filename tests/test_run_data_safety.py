@@ -9,8 +9,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +18,7 @@ from algd_jax.logging_utils import read_progress
 from algd_jax.training import timing_free
 from experiments import check_reference, evaluate, plot
 from experiments.run import main
-from tests.conftest import TINY
+from tests.conftest import TINY, run_module
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -188,24 +186,14 @@ def _truncate_manifest(run: Path, which: str = "last") -> None:
     manifest.write_bytes(manifest.read_bytes()[:10])
 
 
-def _subprocess(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", *args],
-        cwd=REPO,
-        env=dict(os.environ, PYTHONPATH=str(REPO)),
-        capture_output=True,
-        text=True,
-    )
-
-
 @pytest.mark.parametrize("command", ["resume", "evaluate"])
 def test_truncated_agent_manifest_is_one_clean_line(run: Path, command: str) -> None:
     _truncate_manifest(run)
     before = tree_hash(run)
     if command == "resume":
-        done = _subprocess("experiments.run", "--resume", str(run), "--total-steps", "400")
+        done = run_module("experiments.run", "--resume", str(run), "--total-steps", "400")
     else:
-        done = _subprocess("experiments.evaluate", str(run), "--episodes", "1")
+        done = run_module("experiments.evaluate", str(run), "--episodes", "1")
     assert done.returncode == 1, done.stderr
     errors = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(errors) == 1 and "is corrupt or truncated" in errors[0], done.stderr
