@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from experiments import plot
+from experiments import plot, summarize
 from experiments.run import main
 from tests.conftest import TINY as TRAINING_TINY
 
@@ -47,3 +47,36 @@ def test_plot_rejects_a_directory_that_is_not_a_run(
     assert plot.main([str(tmp_path), "--out", str(tmp_path / "fig.png")]) == 2
     assert "not a run directory" in capsys.readouterr().err
     assert not (tmp_path / "fig.png").exists()
+
+
+def test_summarize_averages_the_last_k_evaluations_of_each_seed(
+    seed_runs: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    results = summarize.summarize(seed_runs, last=1)
+    assert [r.seed for r in results] == [0, 1]
+    assert len({r.label for r in results}) == 1  # the seeds are one group
+    for run_dir, result in zip(seed_runs, results, strict=True):
+        last = plot.load_run(run_dir).rows[-1]
+        spec = plot.load_run(run_dir).task_spec
+        cost_column = "eval/discounted_cost" if spec["eval_cost"] == "discounted" else "eval/cost"
+        assert result.ret == pytest.approx(float(last["eval/return"]))
+        assert result.cost == pytest.approx(float(last[cost_column]))
+        assert result.steps == 200
+    both = summarize.summarize(seed_runs, last=2)
+    rows = [plot.load_run(p).rows for p in seed_runs]
+    expected = [np.mean([float(r["eval/return"]) for r in rs]) for rs in rows]
+    np.testing.assert_allclose([r.ret for r in both], expected)
+    out = tmp_path / "table.md"
+    assert summarize.main([*map(str, seed_runs), "--last", "2", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert out.read_text() == text
+    mean_row = next(line for line in text.splitlines() if "mean ± std" in line)
+    assert f"{np.mean(expected):.1f} ± {np.std(expected):.1f}" in mean_row
+
+
+def test_summarize_refuses_an_impossible_k(
+    seed_runs: list[Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert summarize.main([str(seed_runs[0]), "--last", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--last 0" in err
