@@ -92,6 +92,7 @@ def test_acting_quick(tmp_path):
             )
 
 
+@pytest.mark.slow  # two whole-loop compiles (S = 1, 2): about 45 s on 2 cores
 def test_loop_quick(tmp_path):
     from algd_jax.training import PhaseClock
 

@@ -4,7 +4,6 @@ ensembles, variants, the registry entry and the seed axis."""
 from __future__ import annotations
 
 import dataclasses
-import time
 
 import jax
 import jax.numpy as jnp
@@ -219,20 +218,16 @@ def test_no_recompilation_with_new_data():
     assert update_many._cache_size() == compiled + 1
 
 
-def test_compile_time_does_not_grow_with_u():
-    def compile_seconds(num):
-        fn = jax.jit(algd._update_many, donate_argnums=0)
-        lowered = fn.lower(new_agent(), make_batch(0, (num,)))
-        start = time.perf_counter()
-        lowered.compile()
-        return time.perf_counter() - start
+def test_program_size_does_not_grow_with_u():
+    # The fused update is a scan: its body appears once in the program whatever U is (an
+    # unrolled Python loop would repeat it U times), so compile time does not grow with U.
+    # Checked on the lowered program's size, not by timing the compiler.
+    def program_chars(num):
+        lowered = jax.jit(algd._update_many).lower(new_agent(), make_batch(0, (num,)))
+        return len(lowered.as_text())
 
-    # Warm the caches shared by both measurements with a third size (equal programs would
-    # hit JAX's compilation cache).
-    compile_seconds(3)
-    t1, t10 = compile_seconds(1), compile_seconds(10)
-    # An unrolled Python loop would take ~10x; a scan compiles the body once.
-    assert t10 < 2.0 * t1 + 0.5, (t1, t10)
+    one, ten = program_chars(1), program_chars(10)
+    assert ten < 1.05 * one, (one, ten)
 
 
 def test_ensemble_equals_loop_over_members():
@@ -417,8 +412,9 @@ def test_actor_gradient_equals_autodiff_through_the_energy_at_a0(variant):
         score_mse = jnp.mean((phi - phi_star) ** 2)
         return jnp.mean(energy(obs, chain.a0)) + config.score_loss_weight * score_mse
 
-    value, grads = jax.value_and_grad(fused)(state.actor.params)
-    expected_value, expected_grads = jax.value_and_grad(direct)(state.actor.params)
+    # jitted: op-by-op dispatch of these two graphs costs far more than compiling them
+    value, grads = jax.jit(jax.value_and_grad(fused))(state.actor.params)
+    expected_value, expected_grads = jax.jit(jax.value_and_grad(direct))(state.actor.params)
     np.testing.assert_allclose(value, expected_value, rtol=1e-6)
     assert float(np.max(np.abs(flat(expected_grads)))) > 1e-3  # a gradient worth comparing
     np.testing.assert_allclose(flat(grads), flat(expected_grads), rtol=1e-5, atol=1e-7)
