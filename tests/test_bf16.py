@@ -84,6 +84,7 @@ def test_precisions_share_parameters_and_initial_values():
     )
 
 
+@pytest.mark.slow  # the bf16 repeat of the f32 fused = sequential test: ~15 s on 2 cores
 def test_bf16_fused_scan_equals_sequential_updates_without_recompiling():
     num = 4  # test_core_update needs U = 3 not yet compiled for SMALL
     batch = make_batch(0, (num,))
