@@ -109,6 +109,22 @@ def _group_key(run: Run) -> str:
     return repr(sorted(relevant.items()))
 
 
+def group_runs(runs: list[Run]) -> dict[str, list[Run]]:
+    """Runs grouped by configuration (seeds of one setting together), in first-seen order."""
+    groups: dict[str, list[Run]] = {}
+    for run in runs:
+        groups.setdefault(_group_key(run), []).append(run)
+    return groups
+
+
+def judged_cost(spec: dict[str, Any]) -> tuple[str, float, str]:
+    """(column suffix, limit, label) of the cost a task is judged on: the discounted cost
+    against the budget h, or the undiscounted episode cost against the episode limit."""
+    if spec["eval_cost"] == "discounted":
+        return "discounted_cost", float(spec["cost_budget"]), "discounted cost"
+    return "cost", float(spec["episode_cost_limit"]), "episode cost"
+
+
 def _flatten(config: dict[str, Any]) -> dict[str, Any]:
     out = {k: v for k, v in config.items() if k != "hparams" and k not in IGNORED_FIELDS}
     out.update(config.get("hparams", {}))
@@ -176,9 +192,7 @@ def plot(args: PlotArgs) -> Path:
         )
     panels = parse_panels(args.panels)
     runs = [load_run(Path(p)) for p in expand(args.run_dirs)]
-    groups: dict[str, list[Run]] = {}
-    for run in runs:
-        groups.setdefault(_group_key(run), []).append(run)
+    groups = group_runs(runs)
     labels = _labels(groups)
     # one colour per group (e.g. per algorithm), the same on every panel and task
     cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -195,10 +209,7 @@ def plot(args: PlotArgs) -> Path:
     prefix = "eval/" if args.source == "eval" else "train/episode_"
     for col, task in enumerate(tasks):
         spec = next(r.task_spec for r in runs if r.config["task"] == task)
-        discounted = spec["eval_cost"] == "discounted"
-        cost_name = "discounted_cost" if discounted else "cost"
-        limit = spec["cost_budget"] if discounted else spec["episode_cost_limit"]
-        cost_label = "discounted cost" if discounted else "episode cost"
+        cost_name, limit, cost_label = judged_cost(spec)
         rows = {
             "return": (prefix + "return", f"{args.source} return"),
             "cost": (prefix + cost_name, f"{args.source} {cost_label}"),

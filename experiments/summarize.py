@@ -23,7 +23,7 @@ import numpy as np
 import tyro
 
 from algd_jax.train_config import RunError
-from experiments.plot import Run, _column, _group_key, _labels, expand, load_run
+from experiments.plot import Run, _column, _labels, expand, group_runs, judged_cost, load_run
 
 
 @dataclass(frozen=True)
@@ -58,9 +58,8 @@ class SeedResult:
 def seed_result(run: Run, label: str, last: int) -> SeedResult:
     """The mean evaluation return and judged cost over a run's last `last` evaluated rows;
     `RunError` if the run has no evaluation rows."""
-    discounted = run.task_spec["eval_cost"] == "discounted"
-    cost_column = "eval/discounted_cost" if discounted else "eval/cost"
-    returns, costs = _column(run.rows, "eval/return"), _column(run.rows, cost_column)
+    cost_name, limit, cost_kind = judged_cost(run.task_spec)
+    returns, costs = _column(run.rows, "eval/return"), _column(run.rows, "eval/" + cost_name)
     evaluated = np.flatnonzero(~np.isnan(returns))
     if evaluated.size == 0:
         raise RunError(f"{run.path}: no evaluation in progress.csv (was --eval-episodes 0?)")
@@ -71,8 +70,8 @@ def seed_result(run: Run, label: str, last: int) -> SeedResult:
         steps=int(run.rows[-1]["env_steps"]),
         ret=float(np.mean(returns[chosen])),
         cost=float(np.mean(costs[chosen])),
-        limit=float(run.task_spec["cost_budget" if discounted else "episode_cost_limit"]),
-        cost_kind="discounted cost" if discounted else "episode cost",
+        limit=limit,
+        cost_kind=cost_kind,
     )
 
 
@@ -83,9 +82,7 @@ def summarize(run_dirs: Sequence[Path], last: int) -> list[SeedResult]:
     if not run_dirs:
         raise RunError("give at least one run directory")
     runs = [load_run(Path(p)) for p in expand(tuple(run_dirs))]
-    groups: dict[str, list[Run]] = {}
-    for run in runs:
-        groups.setdefault(_group_key(run), []).append(run)
+    groups = group_runs(runs)
     labels = _labels(groups)
     return [
         seed_result(run, f"{members[0].config['task']}: {labels[key]}", last)
