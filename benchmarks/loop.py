@@ -2,7 +2,7 @@
 env steps/s per seed and in total, updates/s, where the time goes, and peak memory.
 
     python -m benchmarks.loop [--quick] [--seeds 1 2 4 8] [--steps N] [--out FILE.json]
-                              [--precision f32|bf16]
+                              [--precision f32 [bf16]]
 
 Each S runs in a fresh child process (so that its peak RSS is its own; `--quick` runs them
 in this process) the real training loop (`algd_jax.training.Trainer`, the code
@@ -15,8 +15,11 @@ epoch ends), blocking on device results so that each phase is charged its own ti
 shares are of the steady (updating) part's wall time, `other` is the loop's bookkeeping.
 
 `cost vs S x one seed` is the wall time per env step at S seeds over S times the wall time
-per env step at one seed, measured in the same benchmark run: 1.0 means S seeds in one
-process cost exactly what S separate runs cost. The paper (Table 6) reports 67 s per
+per env step at one seed of the same precision, measured in the same benchmark run: 1.0
+means S seeds in one process cost exactly what S separate runs cost. `--precision f32 bf16`
+measures both precisions in one benchmark run, f32 and bf16 children in turn for each S, so
+both see the same machine and load; `bf16 / f32` is then the ratio of their wall times per
+env step. The paper (Table 6) reports 67 s per
 1000-step MuJoCo epoch on its GPU; `s per 1000-step epoch` extrapolates ours from the
 steady rate (one seed's epoch: per-step phases scaled to 1000 steps plus one epoch end).
 """
@@ -193,30 +196,50 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--precision",
         choices=("f32", "bf16"),
-        default="f32",
-        help="precision of the matrix products (the training command's --precision)",
+        nargs="+",
+        default=["f32"],
+        help="precisions of the matrix products (the training command's --precision); "
+        "several are measured in turn for each S in one run",
     )
     parser.add_argument("--child", type=int, default=None, help=argparse_hidden())
     args = parser.parse_args(argv)
     args.steps = args.steps or (12 if args.quick else 40)
+    precisions = list(dict.fromkeys(args.precision))
     if args.child is not None:
+        args.precision = precisions[0]
         sys.exit(_child(args))
     counts = args.seeds or ([1, 2] if args.quick else [1, 2, 4, 8])
     info = machine_info()
-    runs = [measure(s, args.steps, args.quick, args.seed_axis, args.precision) for s in counts]
-    one = next((r for r in runs if r["seeds"] == 1), None)
-    for r in runs:
-        r["cost_vs_separate"] = (
-            r["steady"]["s_per_loop_step"] / (r["seeds"] * one["steady"]["s_per_loop_step"])
-            if one is not None
-            else float("nan")
-        )
+    runs = [
+        measure(s, args.steps, args.quick, args.seed_axis, p) for s in counts for p in precisions
+    ]
+    add_ratios(runs)
     result = {"benchmark": "loop", "quick": args.quick, "machine": info, "runs": runs}
     result["paper_s_per_1000_step_epoch"] = PAPER_S_PER_EPOCH
     path = write_result(result, args.out, "loop", args.quick)
     print(report(result))
     print(f"wrote {path}")
     return result
+
+
+def add_ratios(runs: list[dict[str, Any]]) -> None:
+    """Set each run's `cost_vs_separate` (against one seed of its own precision) and, when
+    f32 was measured at the same S, `bf16_over_f32` (wall time per env step)."""
+
+    def per_step(r: dict[str, Any]) -> float:
+        return r["steady"]["s_per_loop_step"]
+
+    by_key = {(r["seeds"], r.get("precision", "f32")): r for r in runs}
+    for r in runs:
+        precision = r.get("precision", "f32")
+        one = by_key.get((1, precision))
+        r["cost_vs_separate"] = (
+            per_step(r) / (r["seeds"] * per_step(one)) if one is not None else float("nan")
+        )
+        f32 = by_key.get((r["seeds"], "f32"))
+        r["bf16_over_f32"] = (
+            per_step(r) / per_step(f32) if precision == "bf16" and f32 is not None else None
+        )
 
 
 def argparse_hidden() -> str:
@@ -232,6 +255,7 @@ def report(result: dict[str, Any]) -> str:
     rows = [
         [
             r["seeds"],
+            r.get("precision", "f32"),
             r["steady"]["env_steps_per_s_per_seed"],
             r["steady"]["env_steps_per_s_total"],
             r["steady"]["updates_per_s_total"],
@@ -239,12 +263,14 @@ def report(result: dict[str, Any]) -> str:
             r["cost_vs_separate"],
             r["steady"]["s_per_1000_step_epoch"],
             r["peak_rss_bytes"] / 2**20,
+            float("nan") if r.get("bf16_over_f32") is None else r["bf16_over_f32"],
         ]
         for r in runs
     ]
     table = format_table(
         [
             "S",
+            "precision",
             "env steps/s per seed",
             "env steps/s total",
             "updates/s total",
@@ -252,19 +278,27 @@ def report(result: dict[str, Any]) -> str:
             "cost vs S x one seed",
             "s per 1000-step epoch",
             "peak RSS MiB",
+            "bf16 / f32",
         ],
         rows,
     )
     shares = format_table(
-        ["S", *first["steady"]["shares"]],
-        [[r["seeds"], *(100 * v for v in r["steady"]["shares"].values())] for r in runs],
+        ["S", "precision", *first["steady"]["shares"]],
+        [
+            [
+                r["seeds"],
+                r.get("precision", "f32"),
+                *(100 * v for v in r["steady"]["shares"].values()),
+            ]
+            for r in runs
+        ],
     )
     return (
         f"Training loop on {first['task']}: exploration, "
         f"then {first['steps_per_phase']} steps x U={first['updates_per_step']} updates per "
         f"seed (batch {first['batch_size']}, M={first['ensemble_size']}, "
-        f"N={first['mc_samples']}, K={first['diffusion_steps']}, "
-        f"{first.get('precision', 'f32')}), seed axis {first['seed_axis']}\n"
+        f"N={first['mc_samples']}, K={first['diffusion_steps']}), "
+        f"seed axis {first['seed_axis']}\n"
         f"{device_line(result['machine'])}\n{table}\n"
         f"% of steady wall time per phase:\n{shares}\n"
         f"(paper Table 6, its GPU: {result['paper_s_per_1000_step_epoch']:.0f} s per 1000-step "

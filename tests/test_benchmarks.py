@@ -150,3 +150,21 @@ def test_update_does_not_recompile_for_new_data(fused):
     assert np.isfinite(np.asarray(metrics["critic_loss"])).all()
     call(make_agent(config, seed=1), 5)
     assert fn._cache_size() == size
+
+
+def test_loop_ratios_pair_each_run_with_its_own_precision():
+    """`cost vs S x one seed` divides by one seed of the same precision; `bf16 / f32` divides
+    by f32 at the same S (hand-computed from made-up per-step times)."""
+
+    def run(seeds, precision, per_step):
+        return {"seeds": seeds, "precision": precision, "steady": {"s_per_loop_step": per_step}}
+
+    runs = [run(1, "f32", 0.30), run(1, "bf16", 0.33), run(2, "f32", 0.63), run(2, "bf16", 0.72)]
+    loop.add_ratios(runs)
+    assert [r["cost_vs_separate"] for r in runs] == pytest.approx(
+        [1.0, 1.0, 0.63 / 0.60, 0.72 / 0.66]
+    )
+    assert [r["bf16_over_f32"] for r in runs] == pytest.approx([None, 1.1, None, 0.72 / 0.63])
+    lone = [run(2, "bf16", 0.5)]  # no one-seed or f32 run to compare with
+    loop.add_ratios(lone)
+    assert math.isnan(lone[0]["cost_vs_separate"]) and lone[0]["bf16_over_f32"] is None
