@@ -145,31 +145,72 @@ def _score_target(state: AgentState, obs, a_tau, tau, noise, budget: float) -> j
     return mc_score_target(energy, obs, a_tau, sigma_tau, noise, config.beta)
 
 
-def recompute(dump: Mapping[str, np.ndarray], precision: str = "f32") -> dict[str, np.ndarray]:
+#: Dump arrays `recompute` reads as int32 (the rest of `_INPUTS` as float32).
+_INT_INPUTS = ("batch.tau", "batch.swt_taus", "upd.actor_taus")
+_INPUTS = (
+    "batch.state", "batch.action", "batch.a_tau", "batch.tau", "batch.mc_noise",
+    "batch.psl_noise_xT", "batch.psl_noise_step", "batch.swt_noise_xT",
+    "batch.swt_noise_step", "batch.swt_taus", "upd.reward", "upd.mask", "upd.state",
+    "upd.action", "upd.next_state", "upd.critic_noise_xT", "upd.critic_noise_step",
+    "upd.actor_noise_xT", "upd.actor_noise_step", "upd.actor_taus", "upd.actor_mc_noise",
+)  # fmt: skip
+
+
+def recompute(
+    dump: Mapping[str, np.ndarray], precision: str = "f32", *, jit: bool = False
+) -> dict[str, np.ndarray]:
     """Every comparable quantity of the dump, recomputed with our code (its matrix products in
-    `precision`), keyed as in the dump."""
+    `precision`), keyed as in the dump.
+
+    By default every operation runs eagerly, one at a time, as in the authors' PyTorch code
+    (this is what `compare_dump` and the float32 parity checks use). `jit=True` compiles the
+    whole recomputation as one program instead: much faster for a precision whose eager
+    operations are not yet compiled in the process, but XLA may then fuse and reorder float
+    operations, so its results differ from the eager ones by float32 rounding.
+    """
     state = agent_from_dump(dump, precision)
-    f32 = lambda k: jnp.asarray(np.asarray(dump[k], np.float32))  # noqa: E731
-    i32 = lambda k: jnp.asarray(np.asarray(dump[k], np.int32))  # noqa: E731
-    obs, action, a_tau, tau = (
-        f32("batch.state"),
-        f32("batch.action"),
-        f32("batch.a_tau"),
-        i32("batch.tau"),
+    inputs = {
+        k: jnp.asarray(np.asarray(dump[k], np.int32 if k in _INT_INPUTS else np.float32))
+        for k in _INPUTS
+    }
+    settings = _Settings(
+        budget=float(dump["target_cost"]),
+        active_budget=float(dump["active.target_cost"]),
+        safetygym=bool(json.loads(str(dump["config_json"])).get("safetygym", False)),
+        updates_arg=int(dump["upd.updates_arg"]),
+        loss_names=tuple(str(n) for n in dump["upd.losses_names"]),
     )
+    body = jax.jit(_recompute, static_argnums=2) if jit else _recompute
+    return {k: np.asarray(v) for k, v in body(state, inputs, settings).items()}
+
+
+class _Settings(NamedTuple):
+    """The dump's scalar settings `_recompute` uses (hashable: static under `jit`)."""
+
+    budget: float
+    active_budget: float
+    safetygym: bool
+    updates_arg: int
+    loss_names: tuple[str, ...]
+
+
+def _recompute(
+    state: AgentState, inputs: dict[str, jax.Array], settings: _Settings
+) -> dict[str, jax.Array]:
+    """`recompute`'s arrays from the dump's inputs (`inputs`, keyed as in the dump)."""
+    x = inputs
+    obs, action, a_tau, tau = x["batch.state"], x["batch.action"], x["batch.a_tau"], x["batch.tau"]
     ours: dict[str, Any] = {}
-    budget = float(dump["target_cost"])
+    budget = settings.budget
     for key, value in _energy_parts(state, obs, action, budget).items():
         ours[f"out.{key}"] = value
-    ours["out.score_target_mc"] = _score_target(
-        state, obs, a_tau, tau, f32("batch.mc_noise"), budget
-    )
-    active_budget = float(dump["active.target_cost"])
+    ours["out.score_target_mc"] = _score_target(state, obs, a_tau, tau, x["batch.mc_noise"], budget)
+    active_budget = settings.active_budget
     active = _energy_parts(state, obs, action, active_budget)
     for key in ("LA", "Q_min", "qc_risk"):
         ours[f"active.{key}"] = active[key]
     ours["active.score_target_mc"] = _score_target(
-        state, obs, a_tau, tau, f32("batch.mc_noise"), active_budget
+        state, obs, a_tau, tau, x["batch.mc_noise"], active_budget
     )
     ours["out.score"] = state.actor.apply_fn(state.actor.params, obs, a_tau, tau)[0]
     zeros = jnp.zeros_like(action)
@@ -181,7 +222,7 @@ def recompute(dump: Mapping[str, np.ndarray], precision: str = "f32") -> dict[st
         jnp.zeros((state.config.diffusion_steps, *action.shape)),
     ).a0
     chain = policy_chain(
-        state, state.actor.params, obs, f32("batch.psl_noise_xT"), f32("batch.psl_noise_step")
+        state, state.actor.params, obs, x["batch.psl_noise_xT"], x["batch.psl_noise_step"]
     )
     ours["out.p_sample_loop"] = chain.a0
     ours["out.p_sample_loop_latents"] = chain.latents
@@ -189,33 +230,32 @@ def recompute(dump: Mapping[str, np.ndarray], precision: str = "f32") -> dict[st
         state,
         state.actor.params,
         obs,
-        f32("batch.swt_noise_xT"),
-        f32("batch.swt_noise_step"),
-        i32("batch.swt_taus"),
+        x["batch.swt_noise_xT"],
+        x["batch.swt_noise_step"],
+        x["batch.swt_taus"],
     )
     ours["out.swt_a0"], ours["out.swt_a_tau"] = swt.a0, swt.a_tau
-    ours["out.swt_taus"] = i32("batch.swt_taus")
+    ours["out.swt_taus"] = x["batch.swt_taus"]
 
     # One full update.
-    reward = f32("upd.reward")
-    mask = f32("upd.mask")
-    safetygym = bool(json.loads(str(dump["config_json"])).get("safetygym", False))
+    reward = x["upd.reward"]
+    mask = x["upd.mask"]
     batch = Batch(
-        obs=f32("upd.state"),
-        action=f32("upd.action"),
+        obs=x["upd.state"],
+        action=x["upd.action"],
         reward=reward[:, 0],
         cost=reward[:, 1],
-        next_obs=f32("upd.next_state"),
+        next_obs=x["upd.next_state"],
         mask_r=mask,
-        mask_c=jnp.ones_like(mask) if safetygym else mask,
+        mask_c=jnp.ones_like(mask) if settings.safetygym else mask,
     )
     noise = UpdateNoise(
-        f32("upd.critic_noise_xT"),
-        f32("upd.critic_noise_step"),
-        f32("upd.actor_noise_xT"),
-        f32("upd.actor_noise_step"),
-        i32("upd.actor_taus"),
-        f32("upd.actor_mc_noise"),
+        x["upd.critic_noise_xT"],
+        x["upd.critic_noise_step"],
+        x["upd.actor_noise_xT"],
+        x["upd.actor_noise_step"],
+        x["upd.actor_taus"],
+        x["upd.actor_mc_noise"],
     )
     critic, cost, _ = critic_step(state, batch, noise)
     grads = jax.grad(
@@ -223,9 +263,8 @@ def recompute(dump: Mapping[str, np.ndarray], precision: str = "f32") -> dict[st
     )(state.actor.params)
     # The authors' inner-loop index of this update decides whether their targets move; ours
     # is the global update count (`state.step`), equal to it for the first update.
-    state = state.replace(step=jnp.asarray(int(dump["upd.updates_arg"]), jnp.int32))
+    state = state.replace(step=jnp.asarray(settings.updates_arg, jnp.int32))
     new_state, metrics = update_with_noise(state, batch, noise)
-    names = [str(n) for n in dump["upd.losses_names"]]
     metric_of = {
         "critic_q1_mse": "q1_mse",
         "critic_q2_mse": "q2_mse",
@@ -234,7 +273,7 @@ def recompute(dump: Mapping[str, np.ndarray], precision: str = "f32") -> dict[st
         "score_mse": "score_mse",
         "lambda_loss": "lambda_loss",
     }
-    ours["upd.losses"] = jnp.stack([metrics[metric_of[n]] for n in names])
+    ours["upd.losses"] = jnp.stack([metrics[metric_of[n]] for n in settings.loss_names])
     ours["upd.log_lam"] = new_state.multiplier.params["value"]
     _flatten_policy(ours, "upd.policy", new_state.actor.params)
     _flatten_policy(ours, "upd.policy_grad", grads, with_eps_head=False)
@@ -242,7 +281,7 @@ def recompute(dump: Mapping[str, np.ndarray], precision: str = "f32") -> dict[st
     _flatten_critic(ours, "upd.critic_target", new_state.critic.target_params)
     _flatten_cost(ours, "upd.safety_critics", new_state.cost_critic.params)
     _flatten_cost(ours, "upd.safety_critic_targets", new_state.cost_critic.target_params)
-    return {k: np.asarray(v) for k, v in ours.items()}
+    return ours
 
 
 def _flatten_policy(out: dict, prefix: str, params: Any, with_eps_head: bool = True) -> None:

@@ -176,7 +176,8 @@ def _tolerance(name: str) -> float | None:
 def recomputed() -> tuple[dict, dict, dict]:
     with np.load(DUMP) as data:
         dump = {k: data[k] for k in data.files}
-    return dump, recompute(dump, "f32"), recompute(dump, "bf16")
+    # compiled: eager bf16 operations would each compile on first use (~50 s on 2 cores)
+    return dump, recompute(dump, "f32", jit=True), recompute(dump, "bf16", jit=True)
 
 
 def _rel(a: np.ndarray, b: np.ndarray) -> float:
