@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
@@ -168,6 +169,23 @@ def recompute(
     operations are not yet compiled in the process, but XLA may then fuse and reorder float
     operations, so its results differ from the eager ones by float32 rounding.
     """
+    state, inputs, settings = _prepare(dump, precision)
+    body = jax.jit(_recompute, static_argnums=2) if jit else _recompute
+    return {k: np.asarray(v) for k, v in body(state, inputs, settings).items()}
+
+
+def recomputed_shapes(dump: Mapping[str, np.ndarray]) -> dict[str, tuple[int, ...]]:
+    """The shape of every array `recompute` returns, found by tracing alone (no arithmetic,
+    about a second): lets a malformed dump be refused before the recomputation."""
+    state, inputs, settings = _prepare(dump, "f32")
+    out = jax.eval_shape(lambda s, x: _recompute(s, x, settings), state, inputs)
+    return {k: tuple(v.shape) for k, v in out.items()}
+
+
+def _prepare(
+    dump: Mapping[str, np.ndarray], precision: str
+) -> tuple[AgentState, dict[str, jax.Array], _Settings]:
+    """`_recompute`'s arguments from a dump."""
     state = agent_from_dump(dump, precision)
     inputs = {
         k: jnp.asarray(np.asarray(dump[k], np.int32 if k in _INT_INPUTS else np.float32))
@@ -180,8 +198,7 @@ def recompute(
         updates_arg=int(dump["upd.updates_arg"]),
         loss_names=tuple(str(n) for n in dump["upd.losses_names"]),
     )
-    body = jax.jit(_recompute, static_argnums=2) if jit else _recompute
-    return {k: np.asarray(v) for k, v in body(state, inputs, settings).items()}
+    return state, inputs, settings
 
 
 class _Settings(NamedTuple):
@@ -317,17 +334,24 @@ def _flatten_cost(out: dict, prefix: str, params: Any) -> None:
 
 
 def compare_dump(dump: Mapping[str, np.ndarray]) -> list[Comparison]:
-    """One `Comparison` per `out.*`, `active.*` and `upd.*` array present in both."""
+    """One `Comparison` per `out.*`, `active.*` and `upd.*` array present in both.
+
+    Raises `ValueError` naming the first array whose size is not what we compute, before
+    any arithmetic."""
+    compared = [n for n in dump if n.startswith(("out.", "active.", "upd."))]
+    shapes = recomputed_shapes(dump)
+    for name in compared:
+        if name in shapes and np.asarray(dump[name]).size != math.prod(shapes[name]):
+            raise ValueError(
+                f"{name} has shape {np.asarray(dump[name]).shape}, expected {shapes[name]}"
+            )
     ours = recompute(dump)
     rows = []
-    for name in dump:
-        if not name.startswith(("out.", "active.", "upd.")) or name not in ours:
+    for name in compared:
+        if name not in ours:
             continue
         ref = np.asarray(dump[name], np.float64)
-        mine = np.asarray(ours[name], np.float64)
-        if mine.size != ref.size:
-            raise ValueError(f"{name} has shape {ref.shape}, expected {mine.shape}")
-        mine = mine.reshape(ref.shape)
+        mine = np.asarray(ours[name], np.float64).reshape(ref.shape)
         max_abs = float(np.max(np.abs(mine - ref))) if ref.size else 0.0
         scale = float(np.max(np.abs(ref))) if ref.size else 0.0
         max_rel = max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else np.inf)

@@ -24,7 +24,7 @@ import pytest
 
 from algd_jax.algorithms.algd import ALGDConfig, update, update_from_key, update_many
 from algd_jax.networks import bf16_matmul
-from algd_jax.reference import config_from_dump, recompute
+from algd_jax.reference import config_from_dump, recompute, recomputed_shapes
 from tests.conftest import SMALL, assert_states_close, flat, leaves, make_batch, new_agent
 
 BF16 = dataclasses.replace(SMALL, precision="bf16")
@@ -86,7 +86,7 @@ def test_precisions_share_parameters_and_initial_values():
 
 @pytest.mark.slow  # the bf16 repeat of the f32 fused = sequential test: ~15 s on 2 cores
 def test_bf16_fused_scan_equals_sequential_updates_without_recompiling():
-    num = 4  # test_core_update needs U = 3 not yet compiled for SMALL
+    num = 4
     batch = make_batch(0, (num,))
     fused, _ = update_many(new_agent(BF16), batch)
     state = new_agent(BF16)
@@ -234,3 +234,10 @@ def test_bf16_update_moves_parameters_within_the_first_adam_step_bound(recompute
         if diff.max() > bound or flipped > FLIPPED_FRACTION:
             bad[name] = (float(diff.max()), bound, flipped)
     assert not bad, bad
+
+
+def test_traced_shapes_are_the_recomputed_shapes(recomputed):
+    """`recomputed_shapes` (tracing only; `compare_dump` refuses a malformed dump with it
+    before any arithmetic) agrees with what the recomputation returns."""
+    dump, f32, _ = recomputed
+    assert recomputed_shapes(dump) == {k: v.shape for k, v in f32.items()}
