@@ -169,15 +169,25 @@ def recompute(
     operations are not yet compiled in the process, but XLA may then fuse and reorder float
     operations, so its results differ from the eager ones by float32 rounding.
     """
-    state, inputs, settings = _prepare(dump, precision)
-    body = jax.jit(_recompute, static_argnums=2) if jit else _recompute
-    return {k: np.asarray(v) for k, v in body(state, inputs, settings).items()}
+    return _evaluate(*_prepare(dump, precision), jit=jit)
 
 
 def recomputed_shapes(dump: Mapping[str, np.ndarray]) -> dict[str, tuple[int, ...]]:
     """The shape of every array `recompute` returns, found by tracing alone (no arithmetic,
     about a second): lets a malformed dump be refused before the recomputation."""
-    state, inputs, settings = _prepare(dump, "f32")
+    return _traced_shapes(*_prepare(dump, "f32"))
+
+
+def _evaluate(
+    state: AgentState, inputs: dict[str, jax.Array], settings: _Settings, jit: bool
+) -> dict[str, np.ndarray]:
+    body = jax.jit(_recompute, static_argnums=2) if jit else _recompute
+    return {k: np.asarray(v) for k, v in body(state, inputs, settings).items()}
+
+
+def _traced_shapes(
+    state: AgentState, inputs: dict[str, jax.Array], settings: _Settings
+) -> dict[str, tuple[int, ...]]:
     out = jax.eval_shape(lambda s, x: _recompute(s, x, settings), state, inputs)
     return {k: tuple(v.shape) for k, v in out.items()}
 
@@ -339,13 +349,14 @@ def compare_dump(dump: Mapping[str, np.ndarray]) -> list[Comparison]:
     Raises `ValueError` naming the first array whose size is not what we compute, before
     any arithmetic."""
     compared = [n for n in dump if n.startswith(("out.", "active.", "upd."))]
-    shapes = recomputed_shapes(dump)
+    prepared = _prepare(dump, "f32")  # the agent is built once for both passes
+    shapes = _traced_shapes(*prepared)
     for name in compared:
         if name in shapes and np.asarray(dump[name]).size != math.prod(shapes[name]):
             raise ValueError(
                 f"{name} has shape {np.asarray(dump[name]).shape}, expected {shapes[name]}"
             )
-    ours = recompute(dump)
+    ours = _evaluate(*prepared, jit=False)
     rows = []
     for name in compared:
         if name not in ours:
