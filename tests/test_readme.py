@@ -27,3 +27,18 @@ def test_readme_first_screen_is_short():
     lines = (ROOT / "README.md").read_text().splitlines()
     test_line = next(i for i, line in enumerate(lines) if "-m pytest" in line)
     assert test_line < 40
+
+
+def test_readme_is_a_front_page():
+    # Measurements, tables and derivations live in the guide (docs/); the front page stays
+    # short enough to read in five minutes.
+    assert len((ROOT / "README.md").read_text().splitlines()) <= 150
+
+
+def test_readme_links_point_to_files_that_exist():
+    # The README is not part of the MkDocs build, so its links are checked here.
+    text = (ROOT / "README.md").read_text()
+    targets = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text)
+    assert len(targets) >= 10
+    missing = [t for t in targets if "://" not in t and not (ROOT / t).exists()]
+    assert not missing
