@@ -34,10 +34,10 @@ gaussian_learning_actor.py` (policy), `utils/model.py` (initialisation).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any, NamedTuple
 
 import flax.linen as nn
@@ -312,7 +312,7 @@ class ValueHeads(nn.Module):
         return heads(self.hidden, 1, name="heads")(obs)[..., 0]
 
 
-@lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=64)
 def _static_parts(config: PPOLagConfig, action_dim: int) -> tuple[Any, ...]:
     """The modules and optimisers of a learner, built once per `(config, action_dim)` so that
     learners with equal configs share their compiled programs."""
@@ -341,10 +341,20 @@ def init(config: PPOLagConfig, spec: ActionSpace, key: jax.Array) -> PPOLagState
         raise ValueError("action_low and action_high must be 1-D arrays of equal length")
     if not np.all(np.isfinite(low) & np.isfinite(high) & (high > low)):
         raise ValueError("the action space must be a bounded box with high > low")
-    action_dim = low.shape[0]
-    policy, reward_net, cost_net, adam, lagrange_tx = _static_parts(config, action_dim)
+    scale = jnp.asarray((high - low) / 2.0)
+    bias = jnp.asarray((high + low) / 2.0)
+    return _fresh_state(config, int(spec.obs_dim), key, scale, bias)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _fresh_state(
+    config: PPOLagConfig, obs_dim: int, key: jax.Array, scale: jax.Array, bias: jax.Array
+) -> PPOLagState:
+    # One compiled program per (config, obs_dim, action_dim): a learner per seed costs one
+    # call, not the hundreds of small eager dispatches of the modules' initialisers.
+    policy, reward_net, cost_net, adam, lagrange_tx = _static_parts(config, scale.shape[0])
     key, k_actor, k_reward, k_cost = jax.random.split(key, 4)
-    obs = jnp.zeros((1, spec.obs_dim), jnp.float32)
+    obs = jnp.zeros((1, obs_dim), jnp.float32)
     actor_params = policy.init(k_actor, obs)["params"]
     reward_params = reward_net.init(k_reward, obs)["params"]
     cost_params = cost_net.init(k_cost, obs)["params"]
@@ -356,13 +366,13 @@ def init(config: PPOLagConfig, spec: ActionSpace, key: jax.Array) -> PPOLagState
         lagrange=Lagrange(lam, lagrange_tx.init(lam)),
         obs_norm=ObsNorm(
             count=jnp.zeros((), jnp.int32),
-            mean=jnp.zeros((spec.obs_dim,), jnp.float32),
-            sumsq=jnp.zeros((spec.obs_dim,), jnp.float32),
+            mean=jnp.zeros((obs_dim,), jnp.float32),
+            sumsq=jnp.zeros((obs_dim,), jnp.float32),
         ),
         phases=jnp.zeros((), jnp.int32),
         key=key,
-        action_scale=jnp.asarray((high - low) / 2.0),
-        action_bias=jnp.asarray((high + low) / 2.0),
+        action_scale=scale,
+        action_bias=bias,
         config=config,
     )
 
