@@ -174,14 +174,36 @@ def test_multiplier_moves_up_over_the_limit_down_under_it_never_below_zero():
     assert jax.tree.all(jax.tree.map(lambda a, b: bool(jnp.all(a == b)), same, up))
 
 
-def test_initial_multiplier_is_omnisafes():
-    state = P.init(P.PPOLagConfig(), SPEC, jax.random.key(0))
+def test_defaults_are_omnisafes_ppolag():
+    defaults = P.PPOLagConfig()
+    omnisafe = {  # PPOLag.yaml, as the project's baseline spec (§5.6) lists it
+        "steps_per_epoch": 20000,
+        "update_iters": 40,
+        "minibatch_size": 64,
+        "target_kl": 0.02,
+        "entropy_coef": 0.0,
+        "max_grad_norm": 40.0,
+        "critic_norm_coef": 0.001,
+        "gamma": 0.99,
+        "gae_lambda": 0.95,
+        "gae_lambda_c": 0.95,
+        "clip": 0.2,
+        "actor_hidden": 64,
+        "critic_hidden": 64,
+        "actor_lr": 3e-4,
+        "critic_lr": 3e-4,
+        "cost_limit": 25.0,
+        "init_multiplier": 0.001,
+        "multiplier_lr": 0.035,
+        "episode_window": 100,
+        "obs_clip": 5.0,
+    }
+    assert {k: getattr(defaults, k) for k in omnisafe} == omnisafe
+    state = P.init(BASE, SPEC, jax.random.key(0))  # BASE keeps the default lambda_0
     np.testing.assert_allclose(float(state.lagrange.value), 0.001, rtol=1e-6)
-    assert float(
-        P.init(
-            dataclasses.replace(BASE, init_multiplier=0.0), SPEC, jax.random.key(0)
-        ).lagrange.value
-    ) == pytest.approx(1e-5)
+    np.testing.assert_array_equal(state.actor.params["log_std"], np.zeros(2))  # std 1
+    tiny = P.init(dataclasses.replace(BASE, init_multiplier=0.0), SPEC, jax.random.key(0))
+    assert float(tiny.lagrange.value) == pytest.approx(1e-5)  # OmniSafe's floor
 
 
 # ----------------------------------------------------------------------------- observations

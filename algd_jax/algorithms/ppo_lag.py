@@ -343,37 +343,49 @@ def init(config: PPOLagConfig, spec: ActionSpace, key: jax.Array) -> PPOLagState
         raise ValueError("the action space must be a bounded box with high > low")
     scale = jnp.asarray((high - low) / 2.0)
     bias = jnp.asarray((high + low) / 2.0)
-    return _fresh_state(config, int(spec.obs_dim), key, scale, bias)
-
-
-@functools.partial(jax.jit, static_argnums=(0, 1))
-def _fresh_state(
-    config: PPOLagConfig, obs_dim: int, key: jax.Array, scale: jax.Array, bias: jax.Array
-) -> PPOLagState:
-    # One compiled program per (config, obs_dim, action_dim): a learner per seed costs one
-    # call, not the hundreds of small eager dispatches of the modules' initialisers.
-    policy, reward_net, cost_net, adam, lagrange_tx = _static_parts(config, scale.shape[0])
-    key, k_actor, k_reward, k_cost = jax.random.split(key, 4)
-    obs = jnp.zeros((1, obs_dim), jnp.float32)
-    actor_params = policy.init(k_actor, obs)["params"]
-    reward_params = reward_net.init(k_reward, obs)["params"]
-    cost_params = cost_net.init(k_cost, obs)["params"]
     lam = jnp.asarray(max(config.init_multiplier, 1e-5), jnp.float32)
+    shapes = (config.actor_hidden, config.critic_hidden, config.ensemble_size, int(spec.obs_dim))
+    actor, reward_critic, cost_critic, lagrange_opt, key = _fresh_arrays(shapes, key, scale, lam)
     return PPOLagState(
-        actor=Net(actor_params, adam.init(actor_params)),
-        reward_critic=Net(reward_params, adam.init(reward_params)),
-        cost_critic=Net(cost_params, adam.init(cost_params)),
-        lagrange=Lagrange(lam, lagrange_tx.init(lam)),
+        actor=actor,
+        reward_critic=reward_critic,
+        cost_critic=cost_critic,
+        lagrange=Lagrange(lam, lagrange_opt),
         obs_norm=ObsNorm(
             count=jnp.zeros((), jnp.int32),
-            mean=jnp.zeros((obs_dim,), jnp.float32),
-            sumsq=jnp.zeros((obs_dim,), jnp.float32),
+            mean=jnp.zeros((spec.obs_dim,), jnp.float32),
+            sumsq=jnp.zeros((spec.obs_dim,), jnp.float32),
         ),
         phases=jnp.zeros((), jnp.int32),
         key=key,
         action_scale=scale,
         action_bias=bias,
         config=config,
+    )
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _fresh_arrays(
+    shapes: tuple[int, int, int, int], key: jax.Array, scale: jax.Array, lam: jax.Array
+) -> tuple[Net, Net, Net, Any, jax.Array]:
+    # One compiled program per network shape (actor width, critic width, cost heads, obs
+    # dim; action dim from `scale`), shared by every config with those shapes: a learner per
+    # seed costs one call, not the many small eager dispatches of the initialisers.
+    actor_hidden, critic_hidden, members, obs_dim = shapes
+    policy = GaussianPolicy(scale.shape[0], actor_hidden)
+    reward_net, cost_net = ValueHeads(1, critic_hidden), ValueHeads(members, critic_hidden)
+    adam = optax.scale_by_adam()
+    key, k_actor, k_reward, k_cost = jax.random.split(key, 4)
+    obs = jnp.zeros((1, obs_dim), jnp.float32)
+    actor_params = policy.init(k_actor, obs)["params"]
+    reward_params = reward_net.init(k_reward, obs)["params"]
+    cost_params = cost_net.init(k_cost, obs)["params"]
+    return (
+        Net(actor_params, adam.init(actor_params)),
+        Net(reward_params, adam.init(reward_params)),
+        Net(cost_params, adam.init(cost_params)),
+        optax.adam(1.0).init(lam),  # Adam's moments do not depend on the learning rate
+        key,
     )
 
 
