@@ -323,8 +323,14 @@ def _static_parts(config: PPOLagConfig, action_dim: int) -> tuple[Any, ...]:
         # Adam's direction only (PyTorch's defaults b1 0.9, b2 0.999, eps 1e-8); the learning
         # rate is applied by hand so the actor's can decay per update phase.
         optax.scale_by_adam(),
-        optax.adam(config.multiplier_lr),
+        _lagrange_tx(config.multiplier_lr),
     )
+
+
+@functools.lru_cache(maxsize=64)
+def _lagrange_tx(lr: float) -> optax.GradientTransformation:
+    """lambda's Adam (PyTorch defaults), one object per learning rate."""
+    return optax.adam(lr)
 
 
 def _parts(state: PPOLagState) -> tuple[Any, ...]:
@@ -582,7 +588,7 @@ def multiplier_step(
 
     While no episode has finished (`episode_count` 0) there is no J_c and lambda and its Adam
     moments stay as they are."""
-    tx = _static_parts(config, 1)[4]
+    tx = _lagrange_tx(config.multiplier_lr)
     j_c = episode_window_mean(episode_costs, episode_count)
     grad = -(j_c - config.cost_limit)  # d/dlambda of -lambda (J_c - d)
     updates, opt_state = tx.update(grad, lagrange.opt_state, lagrange.value)
