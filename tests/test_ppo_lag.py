@@ -138,6 +138,35 @@ def test_clipped_objective_gradient_is_zero_outside_the_clip_range():
     assert grad[0] == 0.0 and grad[1] == 0.0
 
 
+def test_zero_weight_rows_are_left_out_of_the_losses():
+    # The last minibatch of a rollout that is not a multiple of the size is padded with
+    # zero-weight rows: the losses must equal those on the real rows alone.
+    rng = np.random.default_rng(1)
+    lp, old, adv = (jnp.asarray(rng.normal(size=7), jnp.float32) * 0.3 for _ in range(3))
+    w = jnp.array([1, 1, 1, 1, 1, 0, 0], jnp.float32)
+    full = P.clipped_surrogate(lp, old, adv, 0.2, w)[0]
+    np.testing.assert_allclose(full, P.clipped_surrogate(lp[:5], old[:5], adv[:5], 0.2)[0])
+    heads = P.ValueHeads(2, 8)
+    obs = jnp.asarray(rng.normal(size=(7, 3)), jnp.float32)
+    target = jnp.asarray(rng.normal(size=7), jnp.float32)
+    params = heads.init(jax.random.key(0), obs)["params"]
+    loss_w, mse_w = P.value_loss(heads, params, obs, target, w, 0.001)
+    loss_5, mse_5 = P.value_loss(heads, params, obs[:5], target[:5], jnp.ones(5), 0.001)
+    np.testing.assert_allclose([loss_w, mse_w], [loss_5, mse_5], rtol=1e-6)
+
+
+def test_gradient_clip_is_pytorchs_per_network_or_per_head():
+    grads = {"a": jnp.array([[3.0, 0.0], [0.3, 0.0]]), "b": jnp.array([[4.0], [0.4]])}
+    # Global norm sqrt(9 + 16 + 0.09 + 0.16) = 5.025; scaled by 1 / (norm + 1e-6).
+    norm = np.sqrt(25.25)
+    out = P.clip_grad_norm(grads, 1.0)
+    np.testing.assert_allclose(out["a"], np.asarray(grads["a"]) / (norm + 1e-6), rtol=1e-6)
+    # Per head (leading axis): head 0 has norm 5 -> scaled to 1; head 1 norm 0.5 -> as is.
+    per = P.clip_grad_norm(grads, 1.0, member_axis=True)
+    np.testing.assert_allclose(per["b"][:, 0], [4.0 / (5.0 + 1e-6), 0.4], rtol=1e-6)
+    np.testing.assert_allclose(per["a"][1], [0.3, 0.0], rtol=1e-6)
+
+
 def test_gaussian_log_prob_and_kl_match_closed_forms():
     mean, log_std, x = jnp.array([0.5, -1.0]), jnp.log(jnp.array([2.0, 0.5])), jnp.array([1.5, 0])
     z2 = (1.0 / 2.0) ** 2 + (1.0 / 0.5) ** 2
