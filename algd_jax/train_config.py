@@ -31,11 +31,21 @@ import tyro
 
 from algd_jax.algorithms import Algorithm, UnknownAlgorithmError, get_algorithm, list_algorithms
 from algd_jax.envs import TaskSpec, get_task
+from algd_jax.options import (
+    NON_NEGATIVE_INT,
+    POSITIVE_INT,
+    Range,
+    check_ranges,
+    ranged,
+)
 
 #: Fields that may differ between a run's saved config and the `--resume` command line.
 RESUMABLE_OVERRIDES = ("total_steps", "run_dir", "resume", "progress", "keep_checkpoints")
 #: Largest seed: seeds feed numpy's SeedSequence and JAX's 32-bit keys.
 MAX_SEED = 2**31 - 1
+#: Valid seeds (`--seed`, each of `--seeds`).
+SEED_RANGE = Range(low=0, high=MAX_SEED, integer=True)
+SEED_RANGE_OR_NONE = dataclasses.replace(SEED_RANGE, allow_none=True)
 #: Name of the file that marks a multi-seed run directory.
 GROUP_FILE = "group.json"
 
@@ -69,34 +79,34 @@ class TrainConfig:
     still override it). ALGD: `authors-code` (= the defaults: the authors' released code)
     or `paper` (every value the paper states: M = N = 6, targets every 5th update, sigma in
     [1e-4, 0.1], kappa = 0, projected multiplier, score-only actor loss)."""
-    cost_limit: float | None = None
+    cost_limit: float | None = ranged(None, Range(low=0.0, allow_none=True))
     """Cost limit overriding the task's default: the critic budget h on the discounted
     cost for the paper's velocity tasks, the per-episode limit C for Safety-Gymnasium tasks
     (converted to h). Required by tasks without a default."""
     paper_setting: bool = False
     """Use the paper's variant of the task where it has one (navigation: 400-step episodes,
     limit 10, 400-step epochs)."""
-    seed: int = 0
+    seed: int = ranged(0, SEED_RANGE)
     """Seed of the agent, the environments, the replay sampler and the acting noise."""
-    seeds: tuple[int, ...] | None = None
+    seeds: tuple[int, ...] | None = ranged(None, SEED_RANGE_OR_NONE)
     """Several seeds trained together in one process (e.g. `--seeds 0 1 2 3`), each with
     its own run directory `<run-dir>/seed<k>/`; replaces --seed."""
-    total_steps: int = 1_000_000
+    total_steps: int = ranged(1_000_000, POSITIVE_INT)
     """Environment steps to train for (may be raised on --resume to continue a run)."""
-    initial_steps: int = 5000
+    initial_steps: int = ranged(5000, NON_NEGATIVE_INT)
     """Environment steps acted by the untrained policy before any update."""
-    learning_starts: int = 1000
+    learning_starts: int = ranged(1000, POSITIVE_INT)
     """Updates also wait until the replay buffer holds this many transitions."""
-    updates_per_step: int = 10
+    updates_per_step: int = ranged(10, POSITIVE_INT)
     """U: gradient updates after every environment step, fused into one jitted call."""
-    batch_size: int = 256
+    batch_size: int = ranged(256, POSITIVE_INT)
     """B: transitions per update."""
-    replay_size: int = 1_000_000
+    replay_size: int = ranged(1_000_000, POSITIVE_INT)
     """Replay capacity in transitions per seed (oldest overwritten first)."""
-    epoch_steps: int = 1000
+    epoch_steps: int = ranged(1000, POSITIVE_INT)
     """Environment steps per epoch: one progress.csv row, evaluation and checkpoint each
     (preset from the task)."""
-    eval_episodes: int = 1
+    eval_episodes: int = ranged(1, NON_NEGATIVE_INT)
     """Deterministic evaluation episodes per epoch, on a separate env with its own seed
     (0 disables evaluation and the best-feasible checkpoint)."""
     truncation_ends_bootstrap: bool = False
@@ -109,7 +119,7 @@ class TrainConfig:
     """How several seeds share one compiled program: `map` runs them one after the other
     (bitwise the numbers of each seed alone), `vmap` batches them (faster on a GPU, equal
     to a lone seed up to float rounding); `auto`: map on a CPU, vmap elsewhere."""
-    keep_checkpoints: int = 3
+    keep_checkpoints: int = ranged(3, POSITIVE_INT)
     """How many of the latest checkpoints to keep (the best feasible one is kept apart)."""
     run_dir: Path | None = None
     """Run directory to create (default: runs/<algo>-<task>/seed<k>-<timestamp>/). It
@@ -143,24 +153,21 @@ class TrainConfig:
         return dataclasses.replace(self, hparams=self.algorithm.default_config())
 
     def validate(self) -> TrainConfig:
-        """Raise `RunError` with one clear line if a value is impossible."""
-        positive = {
-            "total_steps": "--total-steps",
-            "updates_per_step": "--updates-per-step (U)",
-            "batch_size": "--batch-size",
-            "replay_size": "--replay-size",
-            "epoch_steps": "--epoch-steps",
-            "keep_checkpoints": "--keep-checkpoints",
-            "learning_starts": "--learning-starts",
-        }
-        for name, flag in positive.items():
-            value = getattr(self, name)
-            if value < 1:
-                raise RunError(f"{flag} must be a positive integer, got {value}")
-        for name in ("initial_steps", "eval_episodes"):
-            value = getattr(self, name)
-            if value < 0:
-                raise RunError(f"--{name.replace('_', '-')} must be >= 0, got {value}")
+        """Raise `RunError` with one clear line if a value is impossible.
+
+        First the declared range of every numeric option, of the loop and of the
+        algorithm's hyper-parameters (`algd_jax.options`), all problems in one line; then
+        the checks that relate several options."""
+        try:
+            algorithm = get_algorithm(self.algo)
+        except UnknownAlgorithmError as err:
+            raise RunError(str(err)) from None
+        config = self.with_hparams().hparams
+        if not isinstance(config, algorithm.config_type):
+            raise RunError(f"hyper-parameters of {type(config).__name__} do not fit {self.algo}")
+        problems = check_ranges(self) + check_ranges(config)
+        if problems:
+            raise RunError("; ".join(problems))
         check_seeds(self.seed_list, "--seeds" if self.seeds is not None else "--seed")
         if self.replay_size < self.learning_starts:
             raise RunError(
@@ -181,13 +188,6 @@ class TrainConfig:
                 f"{first_update}: --initial-steps {self.initial_steps}, --learning-starts "
                 f"{self.learning_starts}); raise --total-steps"
             )
-        try:
-            algorithm = get_algorithm(self.algo)
-        except UnknownAlgorithmError as err:
-            raise RunError(str(err)) from None
-        config = self.with_hparams().hparams
-        if not isinstance(config, algorithm.config_type):
-            raise RunError(f"hyper-parameters of {type(config).__name__} do not fit {self.algo}")
         try:
             validate = getattr(config, "validate", None)
             if validate is not None:
@@ -344,7 +344,9 @@ def _preparse(argv: Sequence[str]) -> argparse.Namespace:
     pre.add_argument("--list-tasks", action="store_true")
     pre.add_argument("--list-algos", action="store_true")
     pre.add_argument("-h", "--help", action="store_true")
-    args, _ = pre.parse_known_args(list(argv))
+    # argparse takes `-inf` (unlike `-1`) for a flag; a leading space keeps it a value
+    tokens = [" " + t if t.startswith("-") and _is_number(t) else t for t in argv]
+    args, _ = pre.parse_known_args(tokens)
     return args
 
 

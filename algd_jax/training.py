@@ -424,7 +424,8 @@ class Trainer:
     def __init__(
         self, config: TrainConfig, run_root: Path = Path("runs"), clock: PhaseClock | None = None
     ) -> None:
-        config = config.with_hparams()
+        # the one validation pass, also for configs built without the command line
+        config = config.with_hparams().validate()
         self.clock = clock
         self.config = config
         self.algorithm = config.algorithm

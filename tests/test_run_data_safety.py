@@ -148,8 +148,8 @@ def test_a_deleted_progress_csv_is_refused(run: Path, capsys: pytest.CaptureFixt
         (["--learning-starts", "16", "--initial-steps", "16"], "smaller than --batch-size 32"),
         (["--total-steps", "40"], "--total-steps 40 ends before the first update"),
         (["--replay-size", "1000000000000"], "lower --replay-size (at most"),
-        (["--seed", "-1"], "--seed -1: seeds must be integers"),
-        (["--seed", "18446744073709551616"], "seeds must be integers from 0 to"),
+        (["--seed", "-1"], "--seed -1: must be an integer in [0, 2147483647]"),
+        (["--seed", "18446744073709551616"], "must be an integer in [0, 2147483647]"),
     ],
 )
 def test_impossible_runs_are_refused_before_anything_is_created(
