@@ -50,6 +50,18 @@ SEED_RANGE_OR_NONE = dataclasses.replace(SEED_RANGE, allow_none=True)
 GROUP_FILE = "group.json"
 
 
+#: Exit statuses of the commands (`RunError.exit_code`).
+EXIT_FAULT = 1
+"""Training stopped on a fault (non-finite value, out of memory, full disk) or a damaged
+checkpoint; the last good checkpoint is named."""
+EXIT_BAD_INPUT = 2
+"""Bad input: an option, a run directory or a run file that cannot be used; nothing ran."""
+EXIT_ALREADY_DONE = 3
+"""A refused `--resume`: the run already has `--total-steps` env steps; nothing changed."""
+EXIT_INTERRUPTED = 130
+"""Ctrl-C or SIGTERM (a checkpoint was saved, or the message says why not)."""
+
+
 class RunError(Exception):
     """A problem the user can fix (bad input, unusable run directory, a training fault).
 
@@ -57,7 +69,7 @@ class RunError(Exception):
     `exit_code` instead of showing a traceback.
     """
 
-    def __init__(self, message: str, exit_code: int = 2) -> None:
+    def __init__(self, message: str, exit_code: int = EXIT_BAD_INPUT) -> None:
         super().__init__(message)
         self.exit_code = exit_code
 

@@ -64,6 +64,7 @@ from algd_jax.programs import Programs, new_sums, programs, resolve_seed_axis, s
 from algd_jax.replay import ReplayBuffer, replay_bytes, row_bytes
 from algd_jax.rollouts import EPISODE_FIELDS, EpisodeStats, cost_of, mean_of, run_episodes
 from algd_jax.train_config import (
+    EXIT_ALREADY_DONE,
     GROUP_FILE,
     RESUMABLE_OVERRIDES,
     RunError,
@@ -489,7 +490,7 @@ class Trainer:
                     self.refusal = RunError(
                         f"run {self.run_dir} already has {self.env_step} env steps "
                         f"(--total-steps {config.total_steps}); raise --total-steps to continue it",
-                        exit_code=0,
+                        exit_code=EXIT_ALREADY_DONE,
                     )
                     self.logs = []
                     return

@@ -216,7 +216,7 @@ def test_resume_refuses_a_config_mismatch(
 
 
 def test_finished_run_says_so(finished_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["--resume", str(finished_run)]) == 0
+    assert main(["--resume", str(finished_run)]) == 3
     assert "already has 200 env steps" in capsys.readouterr().err
 
 

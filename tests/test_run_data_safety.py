@@ -62,7 +62,7 @@ def test_refused_resume_after_a_lost_checkpoint_touches_nothing(
 ) -> None:
     shutil.rmtree(run / "checkpoints/last/300")
     before = tree_hash(run)
-    assert main(["--resume", str(run), "--total-steps", "200"]) == 0
+    assert main(["--resume", str(run), "--total-steps", "200"]) == 3
     assert "already has 200 env steps (--total-steps 200); raise" in one_line(capsys)
     assert tree_hash(run) == before
 
@@ -71,7 +71,7 @@ def test_refused_resume_of_a_finished_run_touches_nothing(
     run: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     before = tree_hash(run)
-    assert main(["--resume", str(run), "--total-steps", "100"]) == 0
+    assert main(["--resume", str(run), "--total-steps", "100"]) == 3
     assert "already has 300 env steps" in one_line(capsys)
     assert tree_hash(run) == before
 
