@@ -17,7 +17,6 @@ import contextlib
 import dataclasses
 import difflib
 import io
-import json
 import re
 import types
 import typing
@@ -484,27 +483,12 @@ def _tyro(cls: type, argv: Sequence[str], default: Any, prog: str) -> Any:
 
 
 def load_run_config(run_dir: Path, label: str = "") -> dict[str, Any]:
-    """The parsed `config.json` of a run directory, or `group.json` of a multi-seed run
-    ({} if it does not describe a run).
+    """The validated `config.json` of a run directory (or `group.json` of a multi-seed
+    run) as parsed JSON; see `algd_jax.run_files.read_run_config`, which raises `RunError`
+    (prefixed by `label`, e.g. "--resume") for a missing, unreadable or damaged file."""
+    from algd_jax.run_files import read_run_config
 
-    Raises `RunError` (message prefixed by `label`, e.g. "--resume") when the directory
-    or its config file is missing or unreadable.
-    """
-    prefix = f"{label} {run_dir}" if label else str(run_dir)
-    if run_dir.is_file():
-        raise RunError(f"{prefix}: is a file, not a run directory")
-    if not run_dir.is_dir():
-        raise RunError(f"{prefix}: no such directory")
-    path = run_dir / "config.json"
-    if not path.is_file():
-        path = run_dir / GROUP_FILE
-    if not path.is_file():
-        raise RunError(f"{prefix}: not a run directory (no config.json)")
-    try:
-        data = json.loads(path.read_text())
-        return data if isinstance(data, dict) and "config" in data else {}
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise RunError(f"{prefix}: {path.name} is unreadable ({err})") from None
+    return read_run_config(run_dir, label).data
 
 
 def _algorithm(name: str) -> Algorithm:
@@ -536,10 +520,10 @@ def parse_command_line(argv: Sequence[str], prog: str = "experiments.run") -> Tr
         raise RunError("--seeds needs at least one seed, e.g. --seeds 0 1 2")
 
     if pre.resume is not None and not pre.help:
-        saved_data = load_run_config(Path(pre.resume), "--resume")
-        if not saved_data:
-            raise RunError(f"--resume {pre.resume}: config.json does not describe a run")
-        saved = TrainConfig.from_dict(saved_data["config"])
+        from algd_jax.run_files import check_run
+
+        # every file of the run is validated before anything else happens
+        saved = check_run(Path(pre.resume), "--resume").config
         if pre.algo is not None and pre.algo != saved.algo:
             raise RunError(
                 f"--resume {pre.resume}: --algo {pre.algo} on the command line disagrees "

@@ -63,11 +63,10 @@ def evaluate(args: EvaluateArgs) -> int:
     from algd_jax.envs import make_env
     from algd_jax.programs import programs, stack
     from algd_jax.rollouts import run_episodes
+    from algd_jax.run_files import read_run_config
     from algd_jax.train_config import (
         GROUP_FILE,
         RunError,
-        TrainConfig,
-        load_run_config,
         resolve_hparams,
         resolve_task,
     )
@@ -79,10 +78,7 @@ def evaluate(args: EvaluateArgs) -> int:
             f"{args.run_dir / 'seed0'} (python -m experiments.plot takes them all)"
         )
 
-    data = load_run_config(args.run_dir)
-    if not data:
-        raise RunError(f"{args.run_dir}: config.json does not describe a run")
-    config = TrainConfig.from_dict(data["config"])
+    config = read_run_config(args.run_dir).config  # validated, as every reader of a run's files
     spec = resolve_task(config)
     algorithm = config.algorithm
     hparams = resolve_hparams(config, spec)

@@ -94,11 +94,10 @@ def load_agent(run_dir: Path, which: str, step: int | None = None) -> LoadedRun:
     not an ALGD-family run with an action space of at least two dims."""
     from algd_jax.checkpointing import Checkpointer
     from algd_jax.landscape import ALGD_FAMILY
+    from algd_jax.run_files import read_run_config
     from algd_jax.train_config import (
         GROUP_FILE,
         RunError,
-        TrainConfig,
-        load_run_config,
         resolve_hparams,
         resolve_task,
     )
@@ -106,10 +105,7 @@ def load_agent(run_dir: Path, which: str, step: int | None = None) -> LoadedRun:
 
     if (run_dir / GROUP_FILE).is_file() and not (run_dir / "config.json").is_file():
         raise RunError(f"{run_dir} holds several seeds; draw one of them, e.g. {run_dir / 'seed0'}")
-    data = load_run_config(run_dir)
-    if not data:
-        raise RunError(f"{run_dir}: config.json does not describe a run")
-    config = TrainConfig.from_dict(data["config"])
+    config = read_run_config(run_dir).config  # validated, as every reader of a run's files
     if config.algo not in ALGD_FAMILY:
         raise RunError(
             f"{run_dir} is a {config.algo} run; landscapes are drawn from the energies of the "

@@ -26,8 +26,8 @@ from typing import Any, Literal
 import numpy as np
 import tyro
 
-from algd_jax.logging_utils import read_progress
-from algd_jax.train_config import GROUP_FILE, RunError, load_run_config
+from algd_jax.run_files import read_progress, read_run_config
+from algd_jax.train_config import GROUP_FILE, RunError
 
 #: Rows `--panels` may ask for, in any order.
 PANELS = ("return", "cost", "multiplier", "violation")
@@ -95,9 +95,9 @@ def expand(paths: tuple[Path, ...]) -> list[Path]:
 
 def load_run(path: Path) -> Run:
     """A run's config and progress rows; `RunError` if it is not a run or has no rows."""
-    data = load_run_config(path)
-    if not data or "task_spec" not in data:
-        raise RunError(f"{path}: config.json does not describe a run")
+    data = read_run_config(path).data  # validated, as every reader of a run's files
+    if "task_spec" not in data:
+        raise RunError(f"{path}: config.json does not describe a run (no task_spec)")
     rows = read_progress(path / "progress.csv")
     if not rows:
         raise RunError(f"{path}: no progress.csv rows yet (the first epoch has not ended)")

@@ -266,7 +266,7 @@ def test_evaluate_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert "no such directory" in error_line(capsys)
     (tmp_path / "config.json").write_text(json.dumps({"hello": 1}))
     assert evaluate.main([str(tmp_path)]) == 2
-    assert "does not describe a run" in error_line(capsys)
+    assert "does not describe a training run" in error_line(capsys)
 
 
 @pytest.mark.slow
