@@ -788,14 +788,7 @@ class Trainer:
                         actions = np.asarray(
                             self.programs.act(self.states, loop.obs, loop.act_key, step, False)
                         )
-                    if not np.isfinite(actions).all():
-                        # a diverged policy: name the loss now rather than feed the simulator
-                        self._check_finite(jax.device_get(loop.sums))
-                        bad = int(np.flatnonzero(~np.isfinite(actions).all(axis=1))[0])
-                        raise NonFiniteLoss(
-                            f"non-finite action{self._of_seed(bad)} at env step {step + 1}"
-                            f"{self._nonfinite_state(bad)}; training stopped. {self._last_good()}"
-                        )
+                    self._check_actions(actions, f"at env step {step + 1}")
                     next_obs = np.empty_like(loop.obs)
                     reward, cost = np.empty(num), np.empty(num)
                     ends, truncs = np.zeros(num, bool), np.zeros(num, bool)
@@ -938,6 +931,19 @@ class Trainer:
             f"training stopped. {self._last_good()}"
         )
 
+    def _check_actions(self, actions: np.ndarray, where: str) -> None:
+        """Stop on a non-finite action `[S, da]` (a diverged policy) the way a non-finite
+        loss stops: one `NonFiniteLoss` line naming the loss if one is non-finite, else the
+        action, the parameters that diverged and the last good checkpoint."""
+        if np.isfinite(actions).all():
+            return
+        self._check_finite(jax.device_get(self.loop.sums))
+        bad = int(np.flatnonzero(~np.isfinite(actions).all(axis=1))[0])
+        raise NonFiniteLoss(
+            f"non-finite action{self._of_seed(bad)} {where}{self._nonfinite_state(bad)}; "
+            f"training stopped. {self._last_good()}"
+        )
+
     def _nonfinite_state(self, k: int) -> str:
         """Which parts of seed k's learner state hold non-finite numbers, and the last update."""
         state = jax.device_get(unstack(self.states, k))
@@ -948,7 +954,8 @@ class Trainer:
             leaves = [
                 x
                 for x in jax.tree.leaves(getattr(state, f.name))
-                if hasattr(x, "dtype") and np.issubdtype(x.dtype, np.floating)
+                # jax's issubdtype: numpy's fails on the PRNG key leaves
+                if hasattr(x, "dtype") and jax.dtypes.issubdtype(x.dtype, np.floating)
             ]
             if any(not np.isfinite(x).all() for x in leaves):
                 parts.append(f.name)
@@ -978,7 +985,9 @@ class Trainer:
         zero_keys = self.loop.act_key
 
         def act(obs: np.ndarray) -> np.ndarray:
-            return np.asarray(self.programs.act(self.states, obs, zero_keys, 0, True))
+            actions = np.asarray(self.programs.act(self.states, obs, zero_keys, 0, True))
+            self._check_actions(actions, f"in the evaluation after env step {self.env_step}")
+            return actions
 
         per_seed: list[list[dict[str, float]]] = [[] for _ in self.seeds]
         for j in range(self.config.eval_episodes):

@@ -103,7 +103,15 @@ def evaluate(args: EvaluateArgs) -> int:
     keys = jax.random.key(0)[None]  # unused by the deterministic sampler
 
     def act(obs: np.ndarray) -> np.ndarray:
-        return np.asarray(compiled.act(states, obs, keys, 0, True))
+        actions = np.asarray(compiled.act(states, obs, keys, 0, True))
+        if not np.isfinite(actions).all():
+            raise RunError(
+                f"{args.run_dir}: the {args.checkpoint} checkpoint at env step {steps[-1]} "
+                f"gives a non-finite action (its parameters diverged); evaluate a run that "
+                f"trained without a non-finite stop",
+                1,
+            )
+        return actions
 
     try:
         env = make_env(

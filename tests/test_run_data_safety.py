@@ -320,3 +320,133 @@ def test_a_field_added_by_a_later_version_at_its_default_does_not_block_resume(
     data["config"]["hparams"]["target_update_every"] = 3
     (run / "config.json").write_text(json.dumps(data))
     assert main(["--resume", str(run), "--total-steps", "500"]) == 2
+
+
+# -- a run's own files, damaged: one line from every command that reads them -------------
+
+
+def _edit_config(run: Path, change) -> None:  # type: ignore[no-untyped-def]
+    path = run / "config.json"
+    data = json.loads(path.read_text())
+    path.write_text(json.dumps(change(data)))
+
+
+def _edit_csv(run: Path, change) -> None:  # type: ignore[no-untyped-def]
+    path = run / "progress.csv"
+    path.write_bytes(change(path.read_bytes()))
+
+
+def _lines(raw: bytes) -> list[bytes]:
+    return raw.splitlines(keepends=True)
+
+
+CONFIG_DAMAGE = {
+    "config-not-an-object": (
+        lambda d: {**d, "config": "x"},
+        "config: expected an object, found str 'x'",
+    ),
+    "seed-of-the-wrong-type": (
+        lambda d: {**d, "config": {**d["config"], "seed": "zero"}},
+        "config.seed 'zero': expected an integer",
+    ),
+}
+CSV_DAMAGE = {
+    "non-numeric": (
+        lambda b: b.replace(b"\n1,100,", b"\n1,garbage,", 1),
+        "line 2, column env_steps: 'garbage' is not a number",
+    ),
+    "invalid-utf8": (lambda b: b.replace(b"\n2,200,", b"\n2,\xff\xfe,", 1), "line 3 is not UTF-8"),
+    "short-row-in-the-middle": (
+        lambda b: b"".join(_lines(b)[:2] + [b"2,200,302\n"] + _lines(b)[3:]),
+        "line 3 has 3 values for",
+    ),
+    "duplicated-row": (
+        lambda b: b"".join(_lines(b)[:3] + _lines(b)[2:]),
+        "line 4 repeats epoch 2 of line 3",
+    ),
+    "empty": (lambda b: b"", "progress.csv is empty"),
+}
+
+
+@pytest.mark.parametrize("damage", [*CONFIG_DAMAGE, *CSV_DAMAGE])
+def test_damaged_run_files_are_refused_by_every_command(
+    run: Path, damage: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from experiments import summarize
+
+    if damage in CONFIG_DAMAGE:
+        change, message = CONFIG_DAMAGE[damage]
+        _edit_config(run, change)
+    else:
+        change, message = CSV_DAMAGE[damage]
+        _edit_csv(run, change)
+    before = tree_hash(run)
+    commands = {
+        "resume": lambda: main(["--resume", str(run), "--total-steps", "400"]),
+        "plot": lambda: plot.main([str(run), "--out", str(tmp_path / "fig.png")]),
+        "summarize": lambda: summarize.main([str(run)]),
+    }
+    if damage in CONFIG_DAMAGE:  # evaluate reads the config, not the log
+        commands["evaluate"] = lambda: evaluate.main([str(run), "--episodes", "1"])
+    for name, command in commands.items():
+        assert command() == 2, name
+        line = one_line(capsys)
+        assert message in line and "restore the original file" in line, (name, line)
+    assert tree_hash(run) == before
+    assert not (tmp_path / "fig.png").exists()
+
+
+def _largest_agent_file(checkpoint: Path) -> Path:
+    return max((checkpoint / "agent").rglob("d/*"), key=lambda p: p.stat().st_size)
+
+
+@pytest.mark.parametrize("damage", ["no-files-json-and-truncated-data", "truncated-metadata"])
+def test_damaged_checkpoint_is_one_line_naming_the_file_and_the_fallback(
+    run: Path, damage: str
+) -> None:
+    checkpoint = run / "checkpoints/last/300"
+    if damage == "truncated-metadata":
+        path = checkpoint / "_CHECKPOINT_METADATA"
+        path.write_bytes(path.read_bytes()[:20])
+        named = "_CHECKPOINT_METADATA differs from what was saved"
+    else:
+        (checkpoint / "files.json").unlink()
+        data = _largest_agent_file(checkpoint)
+        data.write_bytes(data.read_bytes()[:100])
+        named = "files.json, the record of its files, is missing"
+    before = tree_hash(run)
+    done = run_module("experiments.run", "--resume", str(run), "--total-steps", "400")
+    assert done.returncode == 1
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, done.stderr
+    assert f"checkpoint {checkpoint.absolute()} is corrupt or truncated ({named})" in lines[0]
+    assert "other checkpoints: steps [100, 200]" in lines[0]
+    assert "resume from step 200" in lines[0]
+    assert tree_hash(run) == before
+
+
+def test_non_finite_evaluation_action_stops_like_a_non_finite_loss(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A policy whose actions become non-finite only in the deterministic evaluation (the
+    losses still finite) stops with the one-line shape of a non-finite loss, before the
+    simulator sees the action."""
+    import algd_jax.training as training
+    from algd_jax.train_config import RunError, parse_command_line
+
+    config = parse_command_line(TINY + ["--total-steps", "100", "--run-dir", str(tmp_path / "r")])
+    trainer = training.Trainer(config)
+    real_act = trainer.programs.act
+
+    def act(states, obs, keys, step, deterministic):  # type: ignore[no-untyped-def]
+        actions = np.asarray(real_act(states, obs, keys, step, deterministic))
+        return np.full_like(actions, np.nan) if deterministic else actions
+
+    monkeypatch.setattr(trainer.programs, "act", act)
+    with pytest.raises(training.NonFiniteLoss) as stopped:
+        trainer.run()
+    message = str(stopped.value)
+    assert isinstance(stopped.value, RunError) and stopped.value.exit_code == 1
+    assert len(message.splitlines()) == 1
+    assert message.startswith("non-finite action in the evaluation after env step 100;")
+    assert "training stopped. Last good checkpoint: none yet" in message
