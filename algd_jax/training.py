@@ -52,6 +52,7 @@ import numpy as np
 from algd_jax.algorithms import Algorithm
 from algd_jax.checkpointing import Checkpointer
 from algd_jax.envs import TaskSpec, make_env
+from algd_jax.faults import deferred_interrupts, require_writable, write_fault
 from algd_jax.logging_utils import (
     TIMING_PREFIX,
     Display,
@@ -496,24 +497,19 @@ class Trainer:
                     return
                 epochs = int(self.loop.epoch_index[0])
                 plans = [plan_resume(d, self.columns, self.env_step, epochs) for d in self.run_dirs]
-                for plan in plans:
-                    for line in plan.messages():
-                        print(line, file=sys.stderr, flush=True)
-                for d, checkpointer in zip(self.run_dirs, self.checkpointers, strict=True):
-                    for which in ("last", "best"):
-                        removed = checkpointer.remove_after(self.env_step, which)
-                        if removed:
-                            print(
-                                f"{d}: removing the {which} checkpoint(s) at env steps "
-                                f"{removed}, made after the one resumed; training repeats them",
-                                file=sys.stderr,
-                                flush=True,
-                            )
-                self._record_resume()
-                self.logs = [
-                    ProgressLog(d, self.columns, resume=plan, resume_step=self.env_step)
-                    for d, plan in zip(self.run_dirs, plans, strict=True)
-                ]
+                for d in dict.fromkeys([self.run_dir, *self.run_dirs]):
+                    require_writable(d, "--resume")
+                # The repair completes or does not start: a signal meanwhile waits for it.
+                with deferred_interrupts() as pending:
+                    self._repair_for_resume(plans)
+                if pending:
+                    self._close()
+                    raise Interrupted(
+                        f"interrupted during start-up, after the run's files were made ready to "
+                        f"continue from env step {self.env_step} (nothing else was written); "
+                        f"continue with: python -m experiments.run --resume "
+                        f"{shlex.quote(str(self.run_dir))}"
+                    )
             else:
                 for k in range(num):
                     self._reset(k)
@@ -530,6 +526,28 @@ class Trainer:
                 if existed:
                     (self.run_dir / GROUP_FILE).unlink(missing_ok=True)
             raise
+
+    def _repair_for_resume(self, plans: list[ResumePlan]) -> None:
+        """Make the run's files continue from the restored checkpoint: drop the checkpoints
+        made after it, note the resume in config.json, cut progress.csv back to it."""
+        for plan in plans:
+            for line in plan.messages():
+                print(line, file=sys.stderr, flush=True)
+        for d, checkpointer in zip(self.run_dirs, self.checkpointers, strict=True):
+            for which in ("last", "best"):
+                removed = checkpointer.remove_after(self.env_step, which)
+                if removed:
+                    print(
+                        f"{d}: removing the {which} checkpoint(s) at env steps "
+                        f"{removed}, made after the one resumed; training repeats them",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+        self._record_resume()
+        self.logs = [
+            ProgressLog(d, self.columns, resume=plan, resume_step=self.env_step)
+            for d, plan in zip(self.run_dirs, plans, strict=True)
+        ]
 
     # -- set-up ---------------------------------------------------------------------------
 
@@ -633,14 +651,43 @@ class Trainer:
         self.session_start = time.perf_counter()
         loop = self.loop.replace(sums=jax.device_get(self.loop.sums))
         for k, checkpointer in enumerate(self.checkpointers):
-            checkpointer.save(
-                self.env_step,
-                unstack(self.states, k),
-                self._meta(k),
-                loop=unstack(loop, k),
-                replay=self.replay.state_dict(k),
-            )
+            with self._writing(k, "last"):
+                checkpointer.save(
+                    self.env_step,
+                    unstack(self.states, k),
+                    self._meta(k),
+                    loop=unstack(loop, k),
+                    replay=self.replay.state_dict(k),
+                )
         self.last_saved_step = self.env_step
+
+    @contextmanager
+    def _writing(self, k: int, which: str | None) -> Iterator[None]:
+        """A write of seed k's checkpoint (`which`) or progress row (None): a failure (a
+        full disk) stops the run with one line; a partial checkpoint is removed, so the
+        last good one and the log (cut back on resume) stay consistent."""
+        try:
+            yield
+        except Exception as err:
+            run_dir = self.run_dirs[k]
+            if which is None:
+                what = f"{run_dir / 'progress.csv'}"
+            else:
+                what = f"the checkpoint at env step {self.env_step} in {run_dir}"
+                import shutil
+
+                step = str(self.env_step)
+                for partial in (self.checkpointers[k].root / which).glob(f"{step}*"):
+                    if partial.name == step or partial.name.startswith(step + "."):
+                        shutil.rmtree(partial, ignore_errors=True)
+            last = self.last_saved_step if self.last_saved_step >= 0 else None
+            fix = (
+                f"training stopped at env step {self.env_step}; free space, then continue from "
+                f"step {last} with --resume {shlex.quote(str(self.run_dir))}"
+                if last is not None
+                else "training stopped before its first checkpoint; free space and start again"
+            )
+            raise write_fault(err, what, fix) from None
 
     def _resume_steps(self) -> list[int]:
         """Env steps at which every seed has a checkpoint, newest first."""
@@ -1038,7 +1085,8 @@ class Trainer:
                 "time/updates_per_s": speed[1],
                 "time/wall_s": wall,
             }
-            self.logs[k].write(row)
+            with self._writing(k, None):
+                self.logs[k].write(row)
             self.display.epoch(row, self.seeds[k])
             rows.append(row)
             previous = loop.best_eval_return[k]
@@ -1059,9 +1107,10 @@ class Trainer:
         self.loop.epoch_totals[:] = 0.0
         self.loop.epoch_updates[:] = 0
         for k in best:
-            self.checkpointers[k].save(
-                self.env_step, unstack(self.states, k), self._meta(k), which="best"
-            )
+            with self._writing(k, "best"):
+                self.checkpointers[k].save(
+                    self.env_step, unstack(self.states, k), self._meta(k), which="best"
+                )
         self._save()
         return rows
 

@@ -78,8 +78,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = train(config)
     except KeyboardInterrupt:
         # Ctrl-C before the training loop took over its signals: a new run removes what it
-        # had begun to create, a resume has written nothing yet.
-        print("interrupted during start-up; nothing was written", file=sys.stderr)
+        # had begun to create; a resume either has not changed its run yet or has finished
+        # its start-up repair (which holds signals until it is done), so it resumes again.
+        print(
+            "interrupted during start-up; nothing was trained (a new run's directory was "
+            "removed; a resumed run is as resumable as before)",
+            file=sys.stderr,
+        )
         return 130
     except RunError as err:
         # not failures: a run that already has its steps, a clean stop

@@ -212,7 +212,7 @@ def test_ctrl_c_during_start_up_leaves_nothing(
     monkeypatch.setattr(training, "make_env", interrupted)
     target = tmp_path / "run"
     assert main(TINY + ["--run-dir", str(target)]) == 130
-    assert "interrupted during start-up; nothing was written" in one_line(capsys)
+    assert "interrupted during start-up; nothing was trained" in one_line(capsys)
     assert not target.exists()
 
 
@@ -450,3 +450,76 @@ def test_non_finite_evaluation_action_stops_like_a_non_finite_loss(
     assert len(message.splitlines()) == 1
     assert message.startswith("non-finite action in the evaluation after env step 100;")
     assert "training stopped. Last good checkpoint: none yet" in message
+
+
+# -- the disk and signals during start-up ------------------------------------------------
+
+
+def test_ctrl_c_during_the_start_up_repair_completes_it_and_says_so(
+    run: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import algd_jax.training as training
+
+    shutil.rmtree(run / "checkpoints/last/300")  # the resume repairs: drops row 300
+    real = training.Trainer._record_resume
+
+    def record(self):  # type: ignore[no-untyped-def]
+        os.kill(os.getpid(), signal.SIGINT)  # in the middle of the repair
+        return real(self)
+
+    monkeypatch.setattr(training.Trainer, "_record_resume", record)
+    assert main(["--resume", str(run), "--total-steps", "400", "--progress", "off"]) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "interrupted during start-up, after the run's files were made ready" in err[-1]
+    assert f"--resume {run}" in err[-1]
+    # the repair is whole: log cut back to the checkpoint, resume noted, no stray file
+    assert [r["env_steps"] for r in read_progress(run / "progress.csv")] == ["100", "200"]
+    assert [r["from_env_step"] for r in json.loads((run / "config.json").read_text())["resumes"]]
+    assert not list(run.glob("*.tmp"))
+
+
+def test_a_full_disk_while_checkpointing_stops_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    from algd_jax.checkpointing import Checkpointer
+
+    real = Checkpointer.save
+
+    def save(self, step, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if step == 200:
+            (self.root / "last" / "200" / "agent").mkdir(parents=True)  # a partial write
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, step, *args, **kwargs)
+
+    monkeypatch.setattr(Checkpointer, "save", save)
+    target = tmp_path / "run"
+    assert main(TINY + ["--total-steps", "300", "--run-dir", str(target)]) == 1
+    line = one_line(capsys)
+    assert line.startswith(
+        f"error: could not write the checkpoint at env step 200 in {target} (No space left on "
+        f"device); the disk is full or not writable; training stopped at env step 200; free "
+        f"space, then continue from step 100 with --resume {target}"
+    ), line
+    assert sorted(p.name for p in (target / "checkpoints/last").iterdir()) == ["100"]
+
+
+def test_resume_on_a_read_only_file_system_is_refused_before_any_change(
+    run: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    import algd_jax.faults as faults
+
+    def read_only(directory: Path) -> None:
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(faults, "_probe", read_only)
+    before = tree_hash(run)
+    assert main(["--resume", str(run), "--total-steps", "400"]) == 2
+    assert one_line(capsys) == (
+        f"error: --resume {run}: cannot write in it (Read-only file system); the run needs a "
+        f"writable directory (copy it to one, or remount its file system read-write)"
+    )
+    assert tree_hash(run) == before
