@@ -88,6 +88,8 @@ FRACTION = Range(low=0.0, high=1.0, low_open=True)  # (0, 1]
 DISCOUNT = Range(low=0.0, high=1.0, high_open=True)  # [0, 1)
 POSITIVE_INT = Range(low=1, integer=True)
 NON_NEGATIVE_INT = Range(low=0, integer=True)
+#: Seeds feed numpy's SeedSequence and JAX's 32-bit keys: integers in [0, 2**31 - 1].
+SEED = Range(low=0, high=2**31 - 1, integer=True)
 
 
 def ranged(default: Any, valid: Range, **field_kwargs: Any) -> Any:

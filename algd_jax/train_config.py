@@ -17,7 +17,6 @@ import contextlib
 import dataclasses
 import difflib
 import io
-import re
 import types
 import typing
 from collections.abc import Sequence
@@ -33,6 +32,7 @@ from algd_jax.envs import TaskSpec, get_task
 from algd_jax.options import (
     NON_NEGATIVE_INT,
     POSITIVE_INT,
+    SEED,
     Range,
     check_ranges,
     ranged,
@@ -43,7 +43,7 @@ RESUMABLE_OVERRIDES = ("total_steps", "run_dir", "resume", "progress", "keep_che
 #: Largest seed: seeds feed numpy's SeedSequence and JAX's 32-bit keys.
 MAX_SEED = 2**31 - 1
 #: Valid seeds (`--seed`, each of `--seeds`).
-SEED_RANGE = Range(low=0, high=MAX_SEED, integer=True)
+SEED_RANGE = SEED
 SEED_RANGE_OR_NONE = dataclasses.replace(SEED_RANGE, allow_none=True)
 #: Name of the file that marks a multi-seed run directory.
 GROUP_FILE = "group.json"
@@ -464,8 +464,10 @@ def _type_problem(value: str, expected: Any) -> str | None:
     return None
 
 
-def _tyro(cls: type, argv: Sequence[str], default: Any, prog: str) -> Any:
-    """tyro's parse, with its boxed error messages turned into one `RunError` line."""
+def parse_args(cls: type, argv: Sequence[str], prog: str, default: Any = None) -> Any:
+    """`tyro.cli(cls)` with its boxed error messages turned into one `RunError` line (the
+    box's first paragraph, e.g. `Unrecognized options: --nope`); `--help` still exits
+    through `SystemExit(0)`. Every command line of the project parses through this."""
     err = io.StringIO()
     try:
         with contextlib.redirect_stderr(err):
@@ -473,13 +475,25 @@ def _tyro(cls: type, argv: Sequence[str], default: Any, prog: str) -> Any:
     except SystemExit as exit_info:
         if exit_info.code in (0, None):
             raise
-        text = re.sub(r"[│╭╮╰╯─]", " ", err.getvalue())
-        lines = [" ".join(line.split()) for line in text.splitlines()]
-        lines = [line for line in lines if line and "helptext" not in line.lower()]
-        detail = next((line for line in lines if "rror" in line and ":" in line), None)
-        raise RunError(
-            detail or (lines[0] if lines else "could not parse the command line")
-        ) from None
+        raise RunError(_box_line(err.getvalue())) from None
+
+
+def _box_line(text: str) -> str:
+    """The message of one of tyro's error boxes as a line: its title and first paragraph
+    (up to the first rule), whitespace collapsed, and where to read more."""
+    lines = [line.strip().strip("│").strip() for line in text.splitlines()]
+    title, body = "", []
+    for line in lines:
+        if line.startswith("╭"):
+            title = " ".join(line.strip("╭╮─ ").split())
+            continue
+        if not line or line.startswith("╰"):
+            continue
+        if set(line) <= {"─", " "}:
+            break
+        body.append(" ".join(line.split()))
+    message = " ".join(body) or title or "could not parse the command line"
+    return message.rstrip(".") + "; see --help"
 
 
 def load_run_config(run_dir: Path, label: str = "") -> dict[str, Any]:
@@ -531,7 +545,7 @@ def parse_command_line(argv: Sequence[str], prog: str = "experiments.run") -> Tr
             )
         algorithm = _algorithm(saved.algo)
         _check_flags(argv, algorithm)
-        parsed = _from_cli(_tyro(cli_type(saved.algo), argv, _to_cli(saved), prog))
+        parsed = _from_cli(parse_args(cli_type(saved.algo), argv, prog, _to_cli(saved)))
         _check_resume_agrees(parsed, saved, pre.resume)
         # The run lives where --resume points, wherever it was first created.
         run_dir = Path(pre.resume)
@@ -561,7 +575,7 @@ def parse_command_line(argv: Sequence[str], prog: str = "experiments.run") -> Tr
         tyro.cli(cli_type(algo), args=list(argv), default=_to_cli(base), prog=prog)  # exits
     _check_flags(argv, algorithm)
     spec = resolve_task(base)
-    parsed = _tyro(cli_type(algo), argv, _to_cli(presets(base, spec)), prog)
+    parsed = parse_args(cli_type(algo), argv, prog, _to_cli(presets(base, spec)))
     return _from_cli(parsed).validate()
 
 

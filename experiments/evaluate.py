@@ -19,6 +19,8 @@ from typing import Literal
 
 import tyro
 
+from algd_jax.options import POSITIVE_INT, SEED, check_ranges, ranged
+
 #: Random stream of these evaluation episodes (distinct from training's streams 0-3).
 EVALUATE_STREAM = 4
 
@@ -35,11 +37,11 @@ class EvaluateArgs:
 
     run_dir: tyro.conf.Positional[Path]
     """The run directory (as written by experiments.run)."""
-    episodes: int = 10
+    episodes: int = ranged(10, POSITIVE_INT)
     """Number of episodes."""
     checkpoint: Literal["last", "best"] = "last"
     """`last`: the newest checkpoint; `best`: the best feasible evaluation during training."""
-    seed: int = 0
+    seed: int = ranged(0, SEED)
     """Seed of the evaluation episodes (independent of the training seed's streams)."""
     video: bool = False
     """Also write an mp4 of the first episode to RUN_DIR/videos/."""
@@ -122,6 +124,8 @@ def evaluate(args: EvaluateArgs) -> int:
         )
     except (ValueError, ImportError) as err:
         raise RunError(str(err)) from None
+    if args.video and "rgb_array" not in env.metadata.get("render_modes", ["rgb_array"]):
+        raise RunError(f"{config.task} has no renderer, so no video can be made; drop --video")
 
     print(
         f"{config.task} ({config.algo}), {args.checkpoint} checkpoint at env step "
@@ -180,15 +184,12 @@ def evaluate(args: EvaluateArgs) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = tyro.cli(EvaluateArgs, args=argv, prog="python -m experiments.evaluate")
-    if args.episodes < 1:
-        print(f"error: --episodes must be a positive integer, got {args.episodes}", file=sys.stderr)
-        return 2
-    if args.video and "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):
+    video = any(a == "--video" or a.startswith("--video=") for a in argv)
+    if video and "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):
         os.environ["MUJOCO_GL"] = "egl"  # read once, when mujoco is first imported
     try:
         # MuJoCo loads the OpenGL library that MUJOCO_GL names when it is imported
-        from algd_jax.train_config import RunError
+        from algd_jax.train_config import RunError, parse_args
     except Exception as err:
         if "MUJOCO_GL" not in os.environ:
             raise
@@ -200,6 +201,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 1
     try:
+        args = parse_args(EvaluateArgs, argv, prog="python -m experiments.evaluate")
+        problems = check_ranges(args)
+        if problems:
+            raise RunError("; ".join(problems))
         return evaluate(args)
     except RunError as err:
         print(f"error: {err}", file=sys.stderr)

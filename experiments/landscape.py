@@ -342,6 +342,10 @@ def landscape(args: argparse.Namespace) -> dict[str, Any]:
     if args.state < 0:
         raise RunError(f"--state must be >= 0, got {args.state}")
     run_dir: Path = args.run_dir
+    out = args.out if args.out is not None else run_dir / "landscape.png"
+    from experiments.plot import check_image_out
+
+    check_image_out(out)
     run = load_agent(run_dir, args.checkpoint, args.step)
     da = run.spec.act_dim
     dims = (int(args.dims[0]), int(args.dims[1]))
@@ -358,7 +362,6 @@ def landscape(args: argparse.Namespace) -> dict[str, Any]:
     else:
         obs = episode_state(run, args.state, args.seed)
     result = compute(run, obs, dims, args.grid, args.diffusion_step, args.samples, args.seed)
-    out = args.out if args.out is not None else run_dir / "landscape.png"
     info = {
         "dims": dims,
         "checkpoint": args.checkpoint,
@@ -367,7 +370,15 @@ def landscape(args: argparse.Namespace) -> dict[str, Any]:
         "diffusion_step": args.diffusion_step,
     }
     energy = "grad_augmented" if run.agent.config.augmented else "grad_lagrangian"
-    draw(result, run, {**info, "alignment": score_alignment(result["score"], result[energy])}, out)
+    try:
+        draw(
+            result,
+            run,
+            {**info, "alignment": score_alignment(result["score"], result[energy])},
+            out,
+        )
+    except OSError as err:
+        raise RunError(f"cannot write {out} ({err.strerror}); choose a writable --out") from None
     summary = {
         **info,
         "run_dir": str(run_dir),
@@ -402,7 +413,10 @@ def landscape(args: argparse.Namespace) -> dict[str, Any]:
         "evaluate_s": round(result["evaluate_s"], 3),
         "out": str(out),
     }
-    out.with_suffix(".json").write_text(json.dumps(summary, indent=2) + "\n")
+    try:
+        out.with_suffix(".json").write_text(json.dumps(summary, indent=2) + "\n")
+    except OSError as err:
+        raise RunError(f"cannot write {out.with_suffix('.json')} ({err.strerror})") from None
     return summary
 
 
