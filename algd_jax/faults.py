@@ -94,3 +94,8 @@ def is_out_of_memory(err: BaseException) -> bool:
         return True
     text = str(err)
     return "RESOURCE_EXHAUSTED" in text and ("memory" in text.lower() or "alloc" in text.lower())
+
+
+def oom_reason(err: BaseException) -> str:
+    """The first line of an out-of-memory error, without XLA's status prefix."""
+    return _reason(err).replace("RESOURCE_EXHAUSTED: ", "")

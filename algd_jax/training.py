@@ -52,7 +52,13 @@ import numpy as np
 from algd_jax.algorithms import Algorithm
 from algd_jax.checkpointing import Checkpointer
 from algd_jax.envs import TaskSpec, make_env
-from algd_jax.faults import deferred_interrupts, require_writable, write_fault
+from algd_jax.faults import (
+    deferred_interrupts,
+    is_out_of_memory,
+    oom_reason,
+    require_writable,
+    write_fault,
+)
 from algd_jax.logging_utils import (
     TIMING_PREFIX,
     Display,
@@ -61,6 +67,7 @@ from algd_jax.logging_utils import (
     ResumePlan,
     plan_resume,
 )
+from algd_jax.memory import check_update_memory
 from algd_jax.programs import Programs, new_sums, programs, resolve_seed_axis, stack, unstack
 from algd_jax.replay import ReplayBuffer, replay_bytes, row_bytes
 from algd_jax.rollouts import EPISODE_FIELDS, EpisodeStats, cost_of, mean_of, run_episodes
@@ -452,6 +459,15 @@ class Trainer:
         self.run_dirs = seed_dirs(self.run_dir, config)
         self.replay_bytes = replay_bytes(num, config.replay_size, spec.obs_dim, spec.act_dim)
         _check_memory(self.replay_bytes, num, config.replay_size, spec)
+        check_update_memory(
+            self.algorithm,
+            self.hparams,
+            spec,
+            config.batch_size,
+            num,
+            resolve_seed_axis(config.seed_axis) == "vmap",
+            self.replay_bytes,
+        )
         self.envs = [self._make_env() for _ in self.seeds]
         self.eval_envs = [self._make_env() for _ in self.seeds] if config.eval_episodes else []
         self.programs: Programs = programs(
@@ -892,6 +908,14 @@ class Trainer:
                         timer = (time.perf_counter(), self.env_step, 0)
                     if self.clock is not None and int(loop.update_count[0]) > 0:
                         self.clock.start_steady()
+        except Exception as err:
+            if not is_out_of_memory(err):
+                raise
+            raise RunError(
+                f"out of memory at env step {self.env_step} ({oom_reason(err)}); training "
+                f"stopped. {self._last_good()}; lower --batch-size or the algorithm's sizes",
+                exit_code=1,
+            ) from None
         except KeyboardInterrupt:
             last = self.last_saved_step if self.last_saved_step >= 0 else "none"
             raise RunError(

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from algd_jax.logging_utils import read_progress
+from algd_jax.train_config import RunError
 from algd_jax.training import timing_free
 from experiments import check_reference, evaluate, plot
 from experiments.run import main
@@ -523,3 +524,49 @@ def test_resume_on_a_read_only_file_system_is_refused_before_any_change(
         f"writable directory (copy it to one, or remount its file system read-write)"
     )
     assert tree_hash(run) == before
+
+
+# -- memory ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("flag", "shape"), [("--ensemble-size", "[1000000000, "), ("--mc-samples", "32000000032")]
+)
+def test_an_update_that_cannot_fit_is_refused_naming_the_option(
+    flag: str, shape: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "never"
+    assert main(TINY + [flag, "1000000000", "--run-dir", str(target)]) == 2
+    line = one_line(capsys)
+    assert line.startswith("error: the run needs at least") and shape in line, line
+    assert line.endswith(f"available; lower {flag} 1000000000"), line
+    assert not target.exists()
+
+
+def test_out_of_memory_during_a_run_stops_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import algd_jax.training as training
+    from algd_jax.train_config import parse_command_line
+
+    target = tmp_path / "run"
+    trainer = training.Trainer(
+        parse_command_line(TINY + ["--total-steps", "300", "--run-dir", str(target)])
+    )
+    real_train = trainer.programs.train
+
+    def train(states, sums, batch, first, env_step):  # type: ignore[no-untyped-def]
+        if env_step > 150:
+            raise RuntimeError("RESOURCE_EXHAUSTED: Out of memory allocating 8589934592 bytes.")
+        return real_train(states, sums, batch, first, env_step)
+
+    monkeypatch.setattr(trainer.programs, "train", train)
+    with pytest.raises(RunError) as stopped:
+        trainer.run()
+    message = str(stopped.value)
+    assert stopped.value.exit_code == 1 and len(message.splitlines()) == 1
+    assert message.startswith(
+        "out of memory at env step 151 (Out of memory allocating 8589934592 bytes.); training "
+        f"stopped. Last good checkpoint: step 100 in {target.absolute()}/checkpoints/last"
+    ), message
+    assert [r["env_steps"] for r in read_progress(target / "progress.csv")] == ["100"]
