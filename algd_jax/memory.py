@@ -105,7 +105,12 @@ class _Box:
 def update_footprint(algorithm: Any, hparams: Any, spec: Any, batch_size: int) -> Footprint:
     """The `Footprint` of one seed's learner for task `spec` (its obs and action sizes)
     and batches of `batch_size` rows; cached per configuration."""
-    return _footprint(algorithm.name, hparams, spec.obs_dim, spec.act_dim, batch_size)
+    args = (algorithm.name, hparams, spec.obs_dim, spec.act_dim, batch_size)
+    try:
+        hash(hparams)
+    except TypeError:  # a config that cannot be a cache key is traced each time
+        return _footprint.__wrapped__(*args)
+    return _footprint(*args)
 
 
 def options_in_shape(shape: tuple[int, ...], options: dict[str, Any]) -> list[str]:
