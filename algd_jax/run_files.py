@@ -100,8 +100,9 @@ def config_problems(data: dict[str, Any]) -> list[str]:
 
     config = data.get("config")
     if not isinstance(config, dict):
-        shown = "missing" if config is None else f"{type(config).__name__} {config!r:.40}"
-        return [f"config: expected an object, found {shown}"]
+        if "config" not in data:
+            return ["its config object is missing"]
+        return [f"config: expected an object, found {type(config).__name__} {config!r:.40}"]
     problems = field_type_problems(TrainConfig, config, "config.")
     missing = [n for n in ("algo", "task", "seed", "hparams") if n not in config]
     problems += [f"config.{n}: missing" for n in missing]

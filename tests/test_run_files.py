@@ -105,7 +105,7 @@ def _with(path: tuple[str, ...], value: object) -> dict:
     ("data", "message"),
     [
         ({"config": "x"}, "config: expected an object, found str 'x'"),
-        ({"hello": 1}, "config: expected an object, found missing"),
+        ({"hello": 1}, "its config object is missing"),
         ([1, 2], "expected a JSON object at the top, found list"),
         ("{not json", "not valid JSON (line 1, column 2"),
         (_with(("config", "seed"), "zero"), "config.seed 'zero': expected an integer"),
