@@ -361,7 +361,17 @@ def landscape(args: argparse.Namespace) -> dict[str, Any]:
         obs = replay_state(run_dir, run, args.state)
     else:
         obs = episode_state(run, args.state, args.seed)
-    result = compute(run, obs, dims, args.grid, args.diffusion_step, args.samples, args.seed)
+    from algd_jax.faults import is_out_of_memory, oom_reason
+
+    try:
+        result = compute(run, obs, dims, args.grid, args.diffusion_step, args.samples, args.seed)
+    except Exception as err:
+        if not is_out_of_memory(err):
+            raise
+        raise RunError(
+            f"--grid {args.grid} --samples {args.samples}: the landscape does not fit in memory "
+            f"({oom_reason(err)}); lower --grid or --samples"
+        ) from None
     info = {
         "dims": dims,
         "checkpoint": args.checkpoint,
