@@ -20,7 +20,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -80,27 +83,46 @@ def _write_file_digests(where: Path) -> None:
 
 
 def _check_file_digests(where: Path) -> str | None:
-    """The first file of a checkpoint that differs from its recorded digest (None if all
-    match, or if the checkpoint has no record)."""
+    """Why a checkpoint's files are not what was saved (None if every file matches its
+    recorded digest): the record is missing (the save did not finish, or it was deleted)
+    or unreadable, a file differs, is missing, or was added."""
     record = where / FILE_DIGESTS
     if not record.is_file():
-        return None
+        return f"{FILE_DIGESTS}, the record of its files, is missing"
     try:
         saved = json.loads(record.read_text())
+        if not isinstance(saved, dict):
+            raise ValueError
     except (OSError, ValueError):
-        return FILE_DIGESTS
+        return f"{FILE_DIGESTS} is unreadable"
     current = _file_digests(where)
     for name, value in saved.items():
-        if current.get(name) != value:
-            return name
+        if name not in current:
+            return f"{name} is missing"
+        if current[name] != value:
+            return f"{name} differs from what was saved"
     return None
+
+
+@contextmanager
+def _quiet_orbax() -> Iterator[None]:
+    """Silence orbax's own error logs (absl) while it reads: a damaged file is reported as
+    one `CheckpointError` line, not as a log record before it."""
+    logger = logging.getLogger("absl")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _reason(err: BaseException) -> str:
     """A short, printable reason from an orbax/tensorstore exception (no object reprs)."""
     text = str(err).strip()
     first = text.splitlines()[0] if text else type(err).__name__
-    first = re.sub(r"<[^<>]*(?:bound method|object at|function)[^<>]*>", "...", first)
+    first = first.split(" See full TensorStore details")[0]
+    first = re.sub(r"<[^<>]*(?:bound method|object at|function)[^<>]*>?", "...", first)
     return first[:200]
 
 
@@ -141,6 +163,7 @@ class Checkpointer:
         self.root = Path(run_dir).absolute() / "checkpoints"
         self._managers: dict[str, ocp.CheckpointManager] = {}
         self._keep = {"last": keep, "best": 1}
+        self._verified: set[tuple[str, int]] = set()
 
     def _manager(self, which: Which) -> ocp.CheckpointManager:
         if which not in self._managers:
@@ -149,14 +172,31 @@ class Checkpointer:
             options = ocp.CheckpointManagerOptions(
                 max_to_keep=self._keep[which], enable_async_checkpointing=False, create=False
             )
-            self._managers[which] = ocp.CheckpointManager(self.root / which, options=options)
+            with _quiet_orbax():
+                manager = ocp.CheckpointManager(self.root / which, options=options)
+            self._managers[which] = manager
         return self._managers[which]
 
     def steps(self, which: Which = "last") -> list[int]:
         """Env steps of the stored checkpoints, ascending."""
         if not (self.root / which).is_dir():
             return []
-        return sorted(self._manager(which).all_steps())
+        with _quiet_orbax():
+            return sorted(self._manager(which).all_steps())
+
+    def verify(self, which: Which, step: int) -> None:
+        """Raise `CheckpointError` naming the file if checkpoint `step` is not exactly what
+        was saved (checked once per checkpoint, before orbax reads any of its files)."""
+        if (which, step) in self._verified:
+            return
+        where = self.root / which / str(step)
+        damaged = _check_file_digests(where)
+        if damaged:
+            raise CheckpointError(
+                f"checkpoint {where} is corrupt or truncated ({damaged}); "
+                f"{self._others(which, step)}"
+            )
+        self._verified.add((which, step))
 
     def save(
         self,
@@ -185,6 +225,7 @@ class Checkpointer:
         manager.wait_until_finished()
         where = self.root / which / str(step)
         _write_file_digests(where)
+        self._verified.discard((which, step))
         return where
 
     def remove_after(self, step: int, which: Which = "last") -> list[int]:
@@ -201,6 +242,7 @@ class Checkpointer:
         if not steps:
             raise CheckpointError(f"no {which} checkpoint in {self.root / which}")
         step = steps[-1] if step is None else step
+        self.verify(which, step)
         path = self.root / which / str(step) / "meta" / "metadata"
         try:
             data = json.loads(path.read_text())
@@ -240,12 +282,7 @@ class Checkpointer:
             raise CheckpointError(f"no {which} checkpoint in {self.root / which}")
         step = steps[-1] if step is None else step
         where = self.root / which / str(step)
-        damaged = _check_file_digests(where)
-        if damaged:
-            raise CheckpointError(
-                f"checkpoint {where} is corrupt or truncated ({damaged} differs from what was "
-                f"saved); {self._others(which, step)}"
-            )
+        self.verify(which, step)
         items = {
             "agent": ocp.args.StandardRestore(_abstract(template)),
             "meta": ocp.args.JsonRestore(),
@@ -255,7 +292,8 @@ class Checkpointer:
         if with_replay:
             items["replay"] = ocp.args.StandardRestore()
         try:
-            restored = self._manager(which).restore(step, args=ocp.args.Composite(**items))
+            with _quiet_orbax():
+                restored = self._manager(which).restore(step, args=ocp.args.Composite(**items))
             agent, meta = jax.tree.map(_uncommitted, restored["agent"]), restored["meta"]
             loop = None
             if loop_template is not None:

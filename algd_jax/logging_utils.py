@@ -22,26 +22,16 @@ from typing import Any, Literal, TextIO
 from tensorboardX import SummaryWriter
 from tqdm import tqdm
 
+from algd_jax.run_files import read_progress, read_progress_file
 from algd_jax.train_config import RunError
+
+__all__ = ["Display", "LogBehindCheckpoint", "ProgressLog", "ResumePlan", "plan_resume"]
+__all__ += ["read_progress"]  # the validated reader of algd_jax.run_files, re-exported
 
 #: Columns that are not TensorBoard scalars (the x-axis and counters).
 INDEX_COLUMNS = ("epoch", "env_steps", "updates", "episodes")
 #: Columns whose values depend on the machine's speed, not on the run's numbers.
 TIMING_PREFIX = "time/"
-
-
-def read_progress(path: Path) -> list[dict[str, str]]:
-    """Rows of a `progress.csv` as dicts of strings (empty list if there is no file).
-
-    A last line without its newline (a crash in the middle of a write) is not a row and is
-    left out.
-    """
-    if not path.is_file():
-        return []
-    text = path.read_text()
-    if text and not text.endswith("\n"):
-        text = text[: text.rfind("\n") + 1]
-    return list(csv.DictReader(io.StringIO(text, newline="")))
 
 
 class LogBehindCheckpoint(RunError):
@@ -92,16 +82,14 @@ def plan_resume(run_dir: Path, columns: list[str], step: int, epochs: int) -> Re
             f"{path} is missing, but the checkpoint at env step {step} follows {epochs} logged "
             f"epoch(s); put the file back (its history cannot be recreated) or start a new run"
         )
-    text = path.read_text()
-    torn = bool(text) and not text.endswith("\n")
-    rows = read_progress(path)
-    header = text.split("\n", 1)[0].split(",") if text else []
-    if header != columns:
+    log = read_progress_file(path)  # refuses any damage but a torn last line
+    torn, rows = log.torn, log.rows
+    if log.header != columns:
         raise RunError(
             f"{path} has other columns than this version writes; resume the run with the "
             f"version of algd-jax that started it"
         )
-    keep = [r for r in rows if int(r["env_steps"]) <= step]
+    keep = [r for r in rows if int(float(r["env_steps"])) <= step]
     if len(keep) < epochs:
         raise LogBehindCheckpoint(
             f"{path} holds {len(keep)} row(s) up to env step {step}, but the checkpoint follows "
@@ -109,7 +97,7 @@ def plan_resume(run_dir: Path, columns: list[str], step: int, epochs: int) -> Re
             path,
             torn,
         )
-    return ResumePlan(path, keep, [r for r in rows if int(r["env_steps"]) > step], torn)
+    return ResumePlan(path, keep, [r for r in rows if int(float(r["env_steps"])) > step], torn)
 
 
 def _csv_line(columns: list[str], values: Mapping[str, Any] | None = None) -> str:

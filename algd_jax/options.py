@@ -88,6 +88,8 @@ FRACTION = Range(low=0.0, high=1.0, low_open=True)  # (0, 1]
 DISCOUNT = Range(low=0.0, high=1.0, high_open=True)  # [0, 1)
 POSITIVE_INT = Range(low=1, integer=True)
 NON_NEGATIVE_INT = Range(low=0, integer=True)
+#: Seeds feed numpy's SeedSequence and JAX's 32-bit keys: integers in [0, 2**31 - 1].
+SEED = Range(low=0, high=2**31 - 1, integer=True)
 
 
 def ranged(default: Any, valid: Range, **field_kwargs: Any) -> Any:
@@ -118,15 +120,109 @@ def flag_name(field_name: str) -> str:
     return "--" + field_name.replace("_", "-")
 
 
+def _show(value: Any) -> str:
+    """A value as a user would type it (`inf`, `0`, `1e-30`, `0 -1` for a tuple)."""
+    if isinstance(value, tuple | list):
+        return " ".join(_show(v) for v in value)
+    return repr(value) if isinstance(value, str) else str(value)
+
+
 def check_ranges(config: Any, only: set[str] | None = None) -> list[str]:
     """One line per declared field of `config` whose value is out of its range,
-    e.g. `--critic-lr inf: must be a finite number > 0`. `only`: check just these fields."""
+    e.g. `--critic-lr inf: must be a finite number > 0`. `only`: check just these fields.
+
+    A tuple or list value (`--seeds 0 1 2`) is checked element by element; `None` for the
+    whole field is valid when the range allows it."""
     problems = []
     for name, valid in declared_ranges(config).items():
         if only is not None and name not in only:
             continue
         value = getattr(config, name)
-        why = valid.problem(value)
+        if isinstance(value, tuple | list):
+            each = dataclasses.replace(valid, allow_none=False)
+            bad = next((v for v in value if each.problem(v) is not None), None)
+            why = None if bad is None else each.problem(bad)
+            shown = _show(bad)
+        else:
+            why, shown = valid.problem(value), _show(value)
         if why is not None:
-            problems.append(f"{flag_name(name)} {value!r}: {why}")
+            problems.append(f"{flag_name(name)} {shown}: {why}")
+    return problems
+
+
+def require_ranges(config: Any, error: type[Exception] = ValueError) -> None:
+    """Raise `error` with one line (the problems of `check_ranges`, joined by `; `) when a
+    declared field of `config` is out of its range."""
+    problems = check_ranges(config)
+    if problems:
+        raise error("; ".join(problems))
+
+
+# -- the types of a saved configuration ------------------------------------------------
+
+
+def type_problem(value: Any, annotation: Any) -> str | None:
+    """Why a JSON value does not fit a dataclass field's annotation (None if it does).
+
+    Understands what config dataclasses use: bool, int, float (an int is one too), str,
+    Path (a string), Literal, `X | None`, `tuple[X, ...]`, nested dataclasses (a JSON
+    object) and Any."""
+    import pathlib
+    import types
+    import typing
+
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if annotation is Any or annotation is typing.Any:
+        return None
+    if origin is typing.Annotated:
+        return type_problem(value, args[0])
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        problems = [type_problem(value, a) for a in args if a is not type(None)]
+        if any(p is None for p in problems):
+            return None
+        return problems[0] if len(problems) == 1 else "does not fit " + str(annotation)
+    if origin is typing.Literal:
+        if value in args and type(value) in {type(a) for a in args}:
+            return None
+        return "expected one of " + ", ".join(map(str, args))
+    if origin in (tuple, list):
+        if not isinstance(value, list | tuple):
+            return "expected a list"
+        for item in value:
+            why = type_problem(item, args[0]) if args else None
+            if why is not None:
+                return f"an element {item!r}: {why}"
+        return None
+    if annotation is bool:
+        return None if isinstance(value, bool) else "expected true or false"
+    if annotation is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        return None if ok else "expected an integer"
+    if annotation is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        return None if ok else "expected a number"
+    if annotation is str or annotation is pathlib.Path:
+        return None if isinstance(value, str) else "expected a string"
+    if dataclasses.is_dataclass(annotation):
+        return None if isinstance(value, dict) else "expected an object"
+    return None
+
+
+def field_type_problems(cls: type, data: dict[str, Any], prefix: str = "") -> list[str]:
+    """One line per entry of `data` (a JSON object meant for dataclass `cls`) that is not a
+    field of `cls` or whose value does not fit the field's type, e.g.
+    `config.seed 'zero': expected an integer`. Missing fields are not reported here."""
+    import typing
+
+    hints = typing.get_type_hints(cls, include_extras=True)
+    problems = []
+    for name, value in data.items():
+        if name not in hints:
+            problems.append(f"{prefix}{name}: not a field of this version")
+            continue
+        why = type_problem(value, hints[name])
+        if why is not None:
+            problems.append(f"{prefix}{name} {value!r}: {why}")
     return problems

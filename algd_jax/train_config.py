@@ -17,8 +17,6 @@ import contextlib
 import dataclasses
 import difflib
 import io
-import json
-import re
 import types
 import typing
 from collections.abc import Sequence
@@ -31,13 +29,36 @@ import tyro
 
 from algd_jax.algorithms import Algorithm, UnknownAlgorithmError, get_algorithm, list_algorithms
 from algd_jax.envs import TaskSpec, get_task
+from algd_jax.options import (
+    NON_NEGATIVE_INT,
+    POSITIVE_INT,
+    SEED,
+    Range,
+    check_ranges,
+    ranged,
+)
 
 #: Fields that may differ between a run's saved config and the `--resume` command line.
 RESUMABLE_OVERRIDES = ("total_steps", "run_dir", "resume", "progress", "keep_checkpoints")
 #: Largest seed: seeds feed numpy's SeedSequence and JAX's 32-bit keys.
 MAX_SEED = 2**31 - 1
+#: Valid seeds (`--seed`, each of `--seeds`).
+SEED_RANGE = SEED
+SEED_RANGE_OR_NONE = dataclasses.replace(SEED_RANGE, allow_none=True)
 #: Name of the file that marks a multi-seed run directory.
 GROUP_FILE = "group.json"
+
+
+#: Exit statuses of the commands (`RunError.exit_code`).
+EXIT_FAULT = 1
+"""Training stopped on a fault (non-finite value, out of memory, full disk) or a damaged
+checkpoint; the last good checkpoint is named."""
+EXIT_BAD_INPUT = 2
+"""Bad input: an option, a run directory or a run file that cannot be used; nothing ran."""
+EXIT_ALREADY_DONE = 3
+"""A refused `--resume`: the run already has `--total-steps` env steps; nothing changed."""
+EXIT_INTERRUPTED = 130
+"""Ctrl-C or SIGTERM (a checkpoint was saved, or the message says why not)."""
 
 
 class RunError(Exception):
@@ -47,7 +68,7 @@ class RunError(Exception):
     `exit_code` instead of showing a traceback.
     """
 
-    def __init__(self, message: str, exit_code: int = 2) -> None:
+    def __init__(self, message: str, exit_code: int = EXIT_BAD_INPUT) -> None:
         super().__init__(message)
         self.exit_code = exit_code
 
@@ -69,34 +90,34 @@ class TrainConfig:
     still override it). ALGD: `authors-code` (= the defaults: the authors' released code)
     or `paper` (every value the paper states: M = N = 6, targets every 5th update, sigma in
     [1e-4, 0.1], kappa = 0, projected multiplier, score-only actor loss)."""
-    cost_limit: float | None = None
+    cost_limit: float | None = ranged(None, Range(low=0.0, allow_none=True))
     """Cost limit overriding the task's default: the critic budget h on the discounted
     cost for the paper's velocity tasks, the per-episode limit C for Safety-Gymnasium tasks
     (converted to h). Required by tasks without a default."""
     paper_setting: bool = False
     """Use the paper's variant of the task where it has one (navigation: 400-step episodes,
     limit 10, 400-step epochs)."""
-    seed: int = 0
+    seed: int = ranged(0, SEED_RANGE)
     """Seed of the agent, the environments, the replay sampler and the acting noise."""
-    seeds: tuple[int, ...] | None = None
+    seeds: tuple[int, ...] | None = ranged(None, SEED_RANGE_OR_NONE)
     """Several seeds trained together in one process (e.g. `--seeds 0 1 2 3`), each with
     its own run directory `<run-dir>/seed<k>/`; replaces --seed."""
-    total_steps: int = 1_000_000
+    total_steps: int = ranged(1_000_000, POSITIVE_INT)
     """Environment steps to train for (may be raised on --resume to continue a run)."""
-    initial_steps: int = 5000
+    initial_steps: int = ranged(5000, NON_NEGATIVE_INT)
     """Environment steps acted by the untrained policy before any update."""
-    learning_starts: int = 1000
+    learning_starts: int = ranged(1000, POSITIVE_INT)
     """Updates also wait until the replay buffer holds this many transitions."""
-    updates_per_step: int = 10
+    updates_per_step: int = ranged(10, POSITIVE_INT)
     """U: gradient updates after every environment step, fused into one jitted call."""
-    batch_size: int = 256
+    batch_size: int = ranged(256, POSITIVE_INT)
     """B: transitions per update."""
-    replay_size: int = 1_000_000
+    replay_size: int = ranged(1_000_000, POSITIVE_INT)
     """Replay capacity in transitions per seed (oldest overwritten first)."""
-    epoch_steps: int = 1000
+    epoch_steps: int = ranged(1000, POSITIVE_INT)
     """Environment steps per epoch: one progress.csv row, evaluation and checkpoint each
     (preset from the task)."""
-    eval_episodes: int = 1
+    eval_episodes: int = ranged(1, NON_NEGATIVE_INT)
     """Deterministic evaluation episodes per epoch, on a separate env with its own seed
     (0 disables evaluation and the best-feasible checkpoint)."""
     truncation_ends_bootstrap: bool = False
@@ -109,7 +130,7 @@ class TrainConfig:
     """How several seeds share one compiled program: `map` runs them one after the other
     (bitwise the numbers of each seed alone), `vmap` batches them (faster on a GPU, equal
     to a lone seed up to float rounding); `auto`: map on a CPU, vmap elsewhere."""
-    keep_checkpoints: int = 3
+    keep_checkpoints: int = ranged(3, POSITIVE_INT)
     """How many of the latest checkpoints to keep (the best feasible one is kept apart)."""
     run_dir: Path | None = None
     """Run directory to create (default: runs/<algo>-<task>/seed<k>-<timestamp>/). It
@@ -143,24 +164,21 @@ class TrainConfig:
         return dataclasses.replace(self, hparams=self.algorithm.default_config())
 
     def validate(self) -> TrainConfig:
-        """Raise `RunError` with one clear line if a value is impossible."""
-        positive = {
-            "total_steps": "--total-steps",
-            "updates_per_step": "--updates-per-step (U)",
-            "batch_size": "--batch-size",
-            "replay_size": "--replay-size",
-            "epoch_steps": "--epoch-steps",
-            "keep_checkpoints": "--keep-checkpoints",
-            "learning_starts": "--learning-starts",
-        }
-        for name, flag in positive.items():
-            value = getattr(self, name)
-            if value < 1:
-                raise RunError(f"{flag} must be a positive integer, got {value}")
-        for name in ("initial_steps", "eval_episodes"):
-            value = getattr(self, name)
-            if value < 0:
-                raise RunError(f"--{name.replace('_', '-')} must be >= 0, got {value}")
+        """Raise `RunError` with one clear line if a value is impossible.
+
+        First the declared range of every numeric option, of the loop and of the
+        algorithm's hyper-parameters (`algd_jax.options`), all problems in one line; then
+        the checks that relate several options."""
+        try:
+            algorithm = get_algorithm(self.algo)
+        except UnknownAlgorithmError as err:
+            raise RunError(str(err)) from None
+        config = self.with_hparams().hparams
+        if not isinstance(config, algorithm.config_type):
+            raise RunError(f"hyper-parameters of {type(config).__name__} do not fit {self.algo}")
+        problems = check_ranges(self) + check_ranges(config)
+        if problems:
+            raise RunError("; ".join(problems))
         check_seeds(self.seed_list, "--seeds" if self.seeds is not None else "--seed")
         if self.replay_size < self.learning_starts:
             raise RunError(
@@ -181,13 +199,6 @@ class TrainConfig:
                 f"{first_update}: --initial-steps {self.initial_steps}, --learning-starts "
                 f"{self.learning_starts}); raise --total-steps"
             )
-        try:
-            algorithm = get_algorithm(self.algo)
-        except UnknownAlgorithmError as err:
-            raise RunError(str(err)) from None
-        config = self.with_hparams().hparams
-        if not isinstance(config, algorithm.config_type):
-            raise RunError(f"hyper-parameters of {type(config).__name__} do not fit {self.algo}")
         try:
             validate = getattr(config, "validate", None)
             if validate is not None:
@@ -344,7 +355,9 @@ def _preparse(argv: Sequence[str]) -> argparse.Namespace:
     pre.add_argument("--list-tasks", action="store_true")
     pre.add_argument("--list-algos", action="store_true")
     pre.add_argument("-h", "--help", action="store_true")
-    args, _ = pre.parse_known_args(list(argv))
+    # argparse takes `-inf` (unlike `-1`) for a flag; a leading space keeps it a value
+    tokens = [" " + t if t.startswith("-") and _is_number(t) else t for t in argv]
+    args, _ = pre.parse_known_args(tokens)
     return args
 
 
@@ -451,8 +464,10 @@ def _type_problem(value: str, expected: Any) -> str | None:
     return None
 
 
-def _tyro(cls: type, argv: Sequence[str], default: Any, prog: str) -> Any:
-    """tyro's parse, with its boxed error messages turned into one `RunError` line."""
+def parse_args(cls: type, argv: Sequence[str], prog: str, default: Any = None) -> Any:
+    """`tyro.cli(cls)` with its boxed error messages turned into one `RunError` line (the
+    box's first paragraph, e.g. `Unrecognized options: --nope`); `--help` still exits
+    through `SystemExit(0)`. Every command line of the project parses through this."""
     err = io.StringIO()
     try:
         with contextlib.redirect_stderr(err):
@@ -460,37 +475,34 @@ def _tyro(cls: type, argv: Sequence[str], default: Any, prog: str) -> Any:
     except SystemExit as exit_info:
         if exit_info.code in (0, None):
             raise
-        text = re.sub(r"[│╭╮╰╯─]", " ", err.getvalue())
-        lines = [" ".join(line.split()) for line in text.splitlines()]
-        lines = [line for line in lines if line and "helptext" not in line.lower()]
-        detail = next((line for line in lines if "rror" in line and ":" in line), None)
-        raise RunError(
-            detail or (lines[0] if lines else "could not parse the command line")
-        ) from None
+        raise RunError(_box_line(err.getvalue())) from None
+
+
+def _box_line(text: str) -> str:
+    """The message of one of tyro's error boxes as a line: its title and first paragraph
+    (up to the first rule), whitespace collapsed, and where to read more."""
+    lines = [line.strip().strip("│").strip() for line in text.splitlines()]
+    title, body = "", []
+    for line in lines:
+        if line.startswith("╭"):
+            title = " ".join(line.strip("╭╮─ ").split())
+            continue
+        if not line or line.startswith("╰"):
+            continue
+        if set(line) <= {"─", " "}:
+            break
+        body.append(" ".join(line.split()))
+    message = " ".join(body) or title or "could not parse the command line"
+    return message.rstrip(".") + "; see --help"
 
 
 def load_run_config(run_dir: Path, label: str = "") -> dict[str, Any]:
-    """The parsed `config.json` of a run directory, or `group.json` of a multi-seed run
-    ({} if it does not describe a run).
+    """The validated `config.json` of a run directory (or `group.json` of a multi-seed
+    run) as parsed JSON; see `algd_jax.run_files.read_run_config`, which raises `RunError`
+    (prefixed by `label`, e.g. "--resume") for a missing, unreadable or damaged file."""
+    from algd_jax.run_files import read_run_config
 
-    Raises `RunError` (message prefixed by `label`, e.g. "--resume") when the directory
-    or its config file is missing or unreadable.
-    """
-    prefix = f"{label} {run_dir}" if label else str(run_dir)
-    if run_dir.is_file():
-        raise RunError(f"{prefix}: is a file, not a run directory")
-    if not run_dir.is_dir():
-        raise RunError(f"{prefix}: no such directory")
-    path = run_dir / "config.json"
-    if not path.is_file():
-        path = run_dir / GROUP_FILE
-    if not path.is_file():
-        raise RunError(f"{prefix}: not a run directory (no config.json)")
-    try:
-        data = json.loads(path.read_text())
-        return data if isinstance(data, dict) and "config" in data else {}
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise RunError(f"{prefix}: {path.name} is unreadable ({err})") from None
+    return read_run_config(run_dir, label).data
 
 
 def _algorithm(name: str) -> Algorithm:
@@ -522,10 +534,10 @@ def parse_command_line(argv: Sequence[str], prog: str = "experiments.run") -> Tr
         raise RunError("--seeds needs at least one seed, e.g. --seeds 0 1 2")
 
     if pre.resume is not None and not pre.help:
-        saved_data = load_run_config(Path(pre.resume), "--resume")
-        if not saved_data:
-            raise RunError(f"--resume {pre.resume}: config.json does not describe a run")
-        saved = TrainConfig.from_dict(saved_data["config"])
+        from algd_jax.run_files import check_run
+
+        # every file of the run is validated before anything else happens
+        saved = check_run(Path(pre.resume), "--resume").config
         if pre.algo is not None and pre.algo != saved.algo:
             raise RunError(
                 f"--resume {pre.resume}: --algo {pre.algo} on the command line disagrees "
@@ -533,7 +545,7 @@ def parse_command_line(argv: Sequence[str], prog: str = "experiments.run") -> Tr
             )
         algorithm = _algorithm(saved.algo)
         _check_flags(argv, algorithm)
-        parsed = _from_cli(_tyro(cli_type(saved.algo), argv, _to_cli(saved), prog))
+        parsed = _from_cli(parse_args(cli_type(saved.algo), argv, prog, _to_cli(saved)))
         _check_resume_agrees(parsed, saved, pre.resume)
         # The run lives where --resume points, wherever it was first created.
         run_dir = Path(pre.resume)
@@ -563,7 +575,7 @@ def parse_command_line(argv: Sequence[str], prog: str = "experiments.run") -> Tr
         tyro.cli(cli_type(algo), args=list(argv), default=_to_cli(base), prog=prog)  # exits
     _check_flags(argv, algorithm)
     spec = resolve_task(base)
-    parsed = _tyro(cli_type(algo), argv, _to_cli(presets(base, spec)), prog)
+    parsed = parse_args(cli_type(algo), argv, prog, _to_cli(presets(base, spec)))
     return _from_cli(parsed).validate()
 
 

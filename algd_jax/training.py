@@ -52,6 +52,13 @@ import numpy as np
 from algd_jax.algorithms import Algorithm
 from algd_jax.checkpointing import Checkpointer
 from algd_jax.envs import TaskSpec, make_env
+from algd_jax.faults import (
+    deferred_interrupts,
+    is_out_of_memory,
+    oom_reason,
+    require_writable,
+    write_fault,
+)
 from algd_jax.logging_utils import (
     TIMING_PREFIX,
     Display,
@@ -60,10 +67,12 @@ from algd_jax.logging_utils import (
     ResumePlan,
     plan_resume,
 )
+from algd_jax.memory import check_update_memory
 from algd_jax.programs import Programs, new_sums, programs, resolve_seed_axis, stack, unstack
 from algd_jax.replay import ReplayBuffer, replay_bytes, row_bytes
 from algd_jax.rollouts import EPISODE_FIELDS, EpisodeStats, cost_of, mean_of, run_episodes
 from algd_jax.train_config import (
+    EXIT_ALREADY_DONE,
     GROUP_FILE,
     RESUMABLE_OVERRIDES,
     RunError,
@@ -424,7 +433,8 @@ class Trainer:
     def __init__(
         self, config: TrainConfig, run_root: Path = Path("runs"), clock: PhaseClock | None = None
     ) -> None:
-        config = config.with_hparams()
+        # the one validation pass, also for configs built without the command line
+        config = config.with_hparams().validate()
         self.clock = clock
         self.config = config
         self.algorithm = config.algorithm
@@ -449,6 +459,15 @@ class Trainer:
         self.run_dirs = seed_dirs(self.run_dir, config)
         self.replay_bytes = replay_bytes(num, config.replay_size, spec.obs_dim, spec.act_dim)
         _check_memory(self.replay_bytes, num, config.replay_size, spec)
+        check_update_memory(
+            self.algorithm,
+            self.hparams,
+            spec,
+            config.batch_size,
+            num,
+            resolve_seed_axis(config.seed_axis) == "vmap",
+            self.replay_bytes,
+        )
         self.envs = [self._make_env() for _ in self.seeds]
         self.eval_envs = [self._make_env() for _ in self.seeds] if config.eval_episodes else []
         self.programs: Programs = programs(
@@ -488,30 +507,25 @@ class Trainer:
                     self.refusal = RunError(
                         f"run {self.run_dir} already has {self.env_step} env steps "
                         f"(--total-steps {config.total_steps}); raise --total-steps to continue it",
-                        exit_code=0,
+                        exit_code=EXIT_ALREADY_DONE,
                     )
                     self.logs = []
                     return
                 epochs = int(self.loop.epoch_index[0])
                 plans = [plan_resume(d, self.columns, self.env_step, epochs) for d in self.run_dirs]
-                for plan in plans:
-                    for line in plan.messages():
-                        print(line, file=sys.stderr, flush=True)
-                for d, checkpointer in zip(self.run_dirs, self.checkpointers, strict=True):
-                    for which in ("last", "best"):
-                        removed = checkpointer.remove_after(self.env_step, which)
-                        if removed:
-                            print(
-                                f"{d}: removing the {which} checkpoint(s) at env steps "
-                                f"{removed}, made after the one resumed; training repeats them",
-                                file=sys.stderr,
-                                flush=True,
-                            )
-                self._record_resume()
-                self.logs = [
-                    ProgressLog(d, self.columns, resume=plan, resume_step=self.env_step)
-                    for d, plan in zip(self.run_dirs, plans, strict=True)
-                ]
+                for d in dict.fromkeys([self.run_dir, *self.run_dirs]):
+                    require_writable(d, "--resume")
+                # The repair completes or does not start: a signal meanwhile waits for it.
+                with deferred_interrupts() as pending:
+                    self._repair_for_resume(plans)
+                if pending:
+                    self._close()
+                    raise Interrupted(
+                        f"interrupted during start-up, after the run's files were made ready to "
+                        f"continue from env step {self.env_step} (nothing else was written); "
+                        f"continue with: python -m experiments.run --resume "
+                        f"{shlex.quote(str(self.run_dir))}"
+                    )
             else:
                 for k in range(num):
                     self._reset(k)
@@ -528,6 +542,28 @@ class Trainer:
                 if existed:
                     (self.run_dir / GROUP_FILE).unlink(missing_ok=True)
             raise
+
+    def _repair_for_resume(self, plans: list[ResumePlan]) -> None:
+        """Make the run's files continue from the restored checkpoint: drop the checkpoints
+        made after it, note the resume in config.json, cut progress.csv back to it."""
+        for plan in plans:
+            for line in plan.messages():
+                print(line, file=sys.stderr, flush=True)
+        for d, checkpointer in zip(self.run_dirs, self.checkpointers, strict=True):
+            for which in ("last", "best"):
+                removed = checkpointer.remove_after(self.env_step, which)
+                if removed:
+                    print(
+                        f"{d}: removing the {which} checkpoint(s) at env steps "
+                        f"{removed}, made after the one resumed; training repeats them",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+        self._record_resume()
+        self.logs = [
+            ProgressLog(d, self.columns, resume=plan, resume_step=self.env_step)
+            for d, plan in zip(self.run_dirs, plans, strict=True)
+        ]
 
     # -- set-up ---------------------------------------------------------------------------
 
@@ -631,14 +667,43 @@ class Trainer:
         self.session_start = time.perf_counter()
         loop = self.loop.replace(sums=jax.device_get(self.loop.sums))
         for k, checkpointer in enumerate(self.checkpointers):
-            checkpointer.save(
-                self.env_step,
-                unstack(self.states, k),
-                self._meta(k),
-                loop=unstack(loop, k),
-                replay=self.replay.state_dict(k),
-            )
+            with self._writing(k, "last"):
+                checkpointer.save(
+                    self.env_step,
+                    unstack(self.states, k),
+                    self._meta(k),
+                    loop=unstack(loop, k),
+                    replay=self.replay.state_dict(k),
+                )
         self.last_saved_step = self.env_step
+
+    @contextmanager
+    def _writing(self, k: int, which: str | None) -> Iterator[None]:
+        """A write of seed k's checkpoint (`which`) or progress row (None): a failure (a
+        full disk) stops the run with one line; a partial checkpoint is removed, so the
+        last good one and the log (cut back on resume) stay consistent."""
+        try:
+            yield
+        except Exception as err:
+            run_dir = self.run_dirs[k]
+            if which is None:
+                what = f"{run_dir / 'progress.csv'}"
+            else:
+                what = f"the checkpoint at env step {self.env_step} in {run_dir}"
+                import shutil
+
+                step = str(self.env_step)
+                for partial in (self.checkpointers[k].root / which).glob(f"{step}*"):
+                    if partial.name == step or partial.name.startswith(step + "."):
+                        shutil.rmtree(partial, ignore_errors=True)
+            last = self.last_saved_step if self.last_saved_step >= 0 else None
+            fix = (
+                f"training stopped at env step {self.env_step}; free space, then continue from "
+                f"step {last} with --resume {shlex.quote(str(self.run_dir))}"
+                if last is not None
+                else "training stopped before its first checkpoint; free space and start again"
+            )
+            raise write_fault(err, what, fix) from None
 
     def _resume_steps(self) -> list[int]:
         """Env steps at which every seed has a checkpoint, newest first."""
@@ -786,14 +851,7 @@ class Trainer:
                         actions = np.asarray(
                             self.programs.act(self.states, loop.obs, loop.act_key, step, False)
                         )
-                    if not np.isfinite(actions).all():
-                        # a diverged policy: name the loss now rather than feed the simulator
-                        self._check_finite(jax.device_get(loop.sums))
-                        bad = int(np.flatnonzero(~np.isfinite(actions).all(axis=1))[0])
-                        raise NonFiniteLoss(
-                            f"non-finite action{self._of_seed(bad)} at env step {step + 1}"
-                            f"{self._nonfinite_state(bad)}; training stopped. {self._last_good()}"
-                        )
+                    self._check_actions(actions, f"at env step {step + 1}")
                     next_obs = np.empty_like(loop.obs)
                     reward, cost = np.empty(num), np.empty(num)
                     ends, truncs = np.zeros(num, bool), np.zeros(num, bool)
@@ -850,6 +908,14 @@ class Trainer:
                         timer = (time.perf_counter(), self.env_step, 0)
                     if self.clock is not None and int(loop.update_count[0]) > 0:
                         self.clock.start_steady()
+        except Exception as err:
+            if not is_out_of_memory(err):
+                raise
+            raise RunError(
+                f"out of memory at env step {self.env_step} ({oom_reason(err)}); training "
+                f"stopped. {self._last_good()}; lower --batch-size or the algorithm's sizes",
+                exit_code=1,
+            ) from None
         except KeyboardInterrupt:
             last = self.last_saved_step if self.last_saved_step >= 0 else "none"
             raise RunError(
@@ -936,6 +1002,19 @@ class Trainer:
             f"training stopped. {self._last_good()}"
         )
 
+    def _check_actions(self, actions: np.ndarray, where: str) -> None:
+        """Stop on a non-finite action `[S, da]` (a diverged policy) the way a non-finite
+        loss stops: one `NonFiniteLoss` line naming the loss if one is non-finite, else the
+        action, the parameters that diverged and the last good checkpoint."""
+        if np.isfinite(actions).all():
+            return
+        self._check_finite(jax.device_get(self.loop.sums))
+        bad = int(np.flatnonzero(~np.isfinite(actions).all(axis=1))[0])
+        raise NonFiniteLoss(
+            f"non-finite action{self._of_seed(bad)} {where}{self._nonfinite_state(bad)}; "
+            f"training stopped. {self._last_good()}"
+        )
+
     def _nonfinite_state(self, k: int) -> str:
         """Which parts of seed k's learner state hold non-finite numbers, and the last update."""
         state = jax.device_get(unstack(self.states, k))
@@ -946,7 +1025,8 @@ class Trainer:
             leaves = [
                 x
                 for x in jax.tree.leaves(getattr(state, f.name))
-                if hasattr(x, "dtype") and np.issubdtype(x.dtype, np.floating)
+                # jax's issubdtype: numpy's fails on the PRNG key leaves
+                if hasattr(x, "dtype") and jax.dtypes.issubdtype(x.dtype, np.floating)
             ]
             if any(not np.isfinite(x).all() for x in leaves):
                 parts.append(f.name)
@@ -976,7 +1056,9 @@ class Trainer:
         zero_keys = self.loop.act_key
 
         def act(obs: np.ndarray) -> np.ndarray:
-            return np.asarray(self.programs.act(self.states, obs, zero_keys, 0, True))
+            actions = np.asarray(self.programs.act(self.states, obs, zero_keys, 0, True))
+            self._check_actions(actions, f"in the evaluation after env step {self.env_step}")
+            return actions
 
         per_seed: list[list[dict[str, float]]] = [[] for _ in self.seeds]
         for j in range(self.config.eval_episodes):
@@ -1027,7 +1109,8 @@ class Trainer:
                 "time/updates_per_s": speed[1],
                 "time/wall_s": wall,
             }
-            self.logs[k].write(row)
+            with self._writing(k, None):
+                self.logs[k].write(row)
             self.display.epoch(row, self.seeds[k])
             rows.append(row)
             previous = loop.best_eval_return[k]
@@ -1048,9 +1131,10 @@ class Trainer:
         self.loop.epoch_totals[:] = 0.0
         self.loop.epoch_updates[:] = 0
         for k in best:
-            self.checkpointers[k].save(
-                self.env_step, unstack(self.states, k), self._meta(k), which="best"
-            )
+            with self._writing(k, "best"):
+                self.checkpointers[k].save(
+                    self.env_step, unstack(self.states, k), self._meta(k), which="best"
+                )
         self._save()
         return rows
 

@@ -16,12 +16,20 @@ import json
 import sys
 import zipfile
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad command line as one `error: ...` line (exit 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message}; see --help\n")
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m experiments.check_reference",
         description=__doc__.split("\n\n")[0],
         epilog="Tolerances: outputs, samplers, score targets, losses and log-multiplier: 1e-5 "
@@ -29,7 +37,10 @@ def main(argv: list[str] | None = None) -> int:
         "Relative error = max|ours - ref| / max|ref|.",
     )
     parser.add_argument("dump", type=Path, help="reference .npz (format of the fixture README)")
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_info:
+        return int(exit_info.code or 0)
     try:
         with args.dump.open("rb") as f:
             magic = f.read(4)

@@ -19,6 +19,8 @@ from typing import Literal
 
 import tyro
 
+from algd_jax.options import POSITIVE_INT, SEED, check_ranges, ranged
+
 #: Random stream of these evaluation episodes (distinct from training's streams 0-3).
 EVALUATE_STREAM = 4
 
@@ -35,11 +37,11 @@ class EvaluateArgs:
 
     run_dir: tyro.conf.Positional[Path]
     """The run directory (as written by experiments.run)."""
-    episodes: int = 10
+    episodes: int = ranged(10, POSITIVE_INT)
     """Number of episodes."""
     checkpoint: Literal["last", "best"] = "last"
     """`last`: the newest checkpoint; `best`: the best feasible evaluation during training."""
-    seed: int = 0
+    seed: int = ranged(0, SEED)
     """Seed of the evaluation episodes (independent of the training seed's streams)."""
     video: bool = False
     """Also write an mp4 of the first episode to RUN_DIR/videos/."""
@@ -63,11 +65,10 @@ def evaluate(args: EvaluateArgs) -> int:
     from algd_jax.envs import make_env
     from algd_jax.programs import programs, stack
     from algd_jax.rollouts import run_episodes
+    from algd_jax.run_files import read_run_config
     from algd_jax.train_config import (
         GROUP_FILE,
         RunError,
-        TrainConfig,
-        load_run_config,
         resolve_hparams,
         resolve_task,
     )
@@ -79,10 +80,7 @@ def evaluate(args: EvaluateArgs) -> int:
             f"{args.run_dir / 'seed0'} (python -m experiments.plot takes them all)"
         )
 
-    data = load_run_config(args.run_dir)
-    if not data:
-        raise RunError(f"{args.run_dir}: config.json does not describe a run")
-    config = TrainConfig.from_dict(data["config"])
+    config = read_run_config(args.run_dir).config  # validated, as every reader of a run's files
     spec = resolve_task(config)
     algorithm = config.algorithm
     hparams = resolve_hparams(config, spec)
@@ -107,7 +105,15 @@ def evaluate(args: EvaluateArgs) -> int:
     keys = jax.random.key(0)[None]  # unused by the deterministic sampler
 
     def act(obs: np.ndarray) -> np.ndarray:
-        return np.asarray(compiled.act(states, obs, keys, 0, True))
+        actions = np.asarray(compiled.act(states, obs, keys, 0, True))
+        if not np.isfinite(actions).all():
+            raise RunError(
+                f"{args.run_dir}: the {args.checkpoint} checkpoint at env step {steps[-1]} "
+                f"gives a non-finite action (its parameters diverged); evaluate a run that "
+                f"trained without a non-finite stop",
+                1,
+            )
+        return actions
 
     try:
         env = make_env(
@@ -118,6 +124,8 @@ def evaluate(args: EvaluateArgs) -> int:
         )
     except (ValueError, ImportError) as err:
         raise RunError(str(err)) from None
+    if args.video and "rgb_array" not in env.metadata.get("render_modes", ["rgb_array"]):
+        raise RunError(f"{config.task} has no renderer, so no video can be made; drop --video")
 
     print(
         f"{config.task} ({config.algo}), {args.checkpoint} checkpoint at env step "
@@ -176,15 +184,12 @@ def evaluate(args: EvaluateArgs) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = tyro.cli(EvaluateArgs, args=argv, prog="python -m experiments.evaluate")
-    if args.episodes < 1:
-        print(f"error: --episodes must be a positive integer, got {args.episodes}", file=sys.stderr)
-        return 2
-    if args.video and "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):
+    video = any(a == "--video" or a.startswith("--video=") for a in argv)
+    if video and "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):
         os.environ["MUJOCO_GL"] = "egl"  # read once, when mujoco is first imported
     try:
         # MuJoCo loads the OpenGL library that MUJOCO_GL names when it is imported
-        from algd_jax.train_config import RunError
+        from algd_jax.train_config import RunError, parse_args
     except Exception as err:
         if "MUJOCO_GL" not in os.environ:
             raise
@@ -196,6 +201,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 1
     try:
+        args = parse_args(EvaluateArgs, argv, prog="python -m experiments.evaluate")
+        problems = check_ranges(args)
+        if problems:
+            raise RunError("; ".join(problems))
         return evaluate(args)
     except RunError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -94,11 +94,10 @@ def load_agent(run_dir: Path, which: str, step: int | None = None) -> LoadedRun:
     not an ALGD-family run with an action space of at least two dims."""
     from algd_jax.checkpointing import Checkpointer
     from algd_jax.landscape import ALGD_FAMILY
+    from algd_jax.run_files import read_run_config
     from algd_jax.train_config import (
         GROUP_FILE,
         RunError,
-        TrainConfig,
-        load_run_config,
         resolve_hparams,
         resolve_task,
     )
@@ -106,10 +105,7 @@ def load_agent(run_dir: Path, which: str, step: int | None = None) -> LoadedRun:
 
     if (run_dir / GROUP_FILE).is_file() and not (run_dir / "config.json").is_file():
         raise RunError(f"{run_dir} holds several seeds; draw one of them, e.g. {run_dir / 'seed0'}")
-    data = load_run_config(run_dir)
-    if not data:
-        raise RunError(f"{run_dir}: config.json does not describe a run")
-    config = TrainConfig.from_dict(data["config"])
+    config = read_run_config(run_dir).config  # validated, as every reader of a run's files
     if config.algo not in ALGD_FAMILY:
         raise RunError(
             f"{run_dir} is a {config.algo} run; landscapes are drawn from the energies of the "
@@ -346,6 +342,10 @@ def landscape(args: argparse.Namespace) -> dict[str, Any]:
     if args.state < 0:
         raise RunError(f"--state must be >= 0, got {args.state}")
     run_dir: Path = args.run_dir
+    out = args.out if args.out is not None else run_dir / "landscape.png"
+    from experiments.plot import check_image_out
+
+    check_image_out(out)
     run = load_agent(run_dir, args.checkpoint, args.step)
     da = run.spec.act_dim
     dims = (int(args.dims[0]), int(args.dims[1]))
@@ -361,8 +361,17 @@ def landscape(args: argparse.Namespace) -> dict[str, Any]:
         obs = replay_state(run_dir, run, args.state)
     else:
         obs = episode_state(run, args.state, args.seed)
-    result = compute(run, obs, dims, args.grid, args.diffusion_step, args.samples, args.seed)
-    out = args.out if args.out is not None else run_dir / "landscape.png"
+    from algd_jax.faults import is_out_of_memory, oom_reason
+
+    try:
+        result = compute(run, obs, dims, args.grid, args.diffusion_step, args.samples, args.seed)
+    except Exception as err:
+        if not is_out_of_memory(err):
+            raise
+        raise RunError(
+            f"--grid {args.grid} --samples {args.samples}: the landscape does not fit in memory "
+            f"({oom_reason(err)}); lower --grid or --samples"
+        ) from None
     info = {
         "dims": dims,
         "checkpoint": args.checkpoint,
@@ -371,7 +380,15 @@ def landscape(args: argparse.Namespace) -> dict[str, Any]:
         "diffusion_step": args.diffusion_step,
     }
     energy = "grad_augmented" if run.agent.config.augmented else "grad_lagrangian"
-    draw(result, run, {**info, "alignment": score_alignment(result["score"], result[energy])}, out)
+    try:
+        draw(
+            result,
+            run,
+            {**info, "alignment": score_alignment(result["score"], result[energy])},
+            out,
+        )
+    except OSError as err:
+        raise RunError(f"cannot write {out} ({err.strerror}); choose a writable --out") from None
     summary = {
         **info,
         "run_dir": str(run_dir),
@@ -406,7 +423,10 @@ def landscape(args: argparse.Namespace) -> dict[str, Any]:
         "evaluate_s": round(result["evaluate_s"], 3),
         "out": str(out),
     }
-    out.with_suffix(".json").write_text(json.dumps(summary, indent=2) + "\n")
+    try:
+        out.with_suffix(".json").write_text(json.dumps(summary, indent=2) + "\n")
+    except OSError as err:
+        raise RunError(f"cannot write {out.with_suffix('.json')} ({err.strerror})") from None
     return summary
 
 

@@ -16,6 +16,7 @@ the replay batches, clipped at zero like the paper's `max(0, c - h)`.
 from __future__ import annotations
 
 import math
+import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -26,8 +27,8 @@ from typing import Any, Literal
 import numpy as np
 import tyro
 
-from algd_jax.logging_utils import read_progress
-from algd_jax.train_config import GROUP_FILE, RunError, load_run_config
+from algd_jax.run_files import read_progress, read_run_config
+from algd_jax.train_config import GROUP_FILE, RunError, parse_args
 
 #: Rows `--panels` may ask for, in any order.
 PANELS = ("return", "cost", "multiplier", "violation")
@@ -59,6 +60,31 @@ class PlotArgs:
     """`eval`: the deterministic evaluation episodes; `train`: the training episodes."""
     panels: str = "return,cost"
     """Comma-separated rows: any of return, cost, multiplier, violation."""
+
+
+def check_image_out(out: Path, flag: str = "--out") -> None:
+    """Refuse, before any slow work, an image path matplotlib cannot write: an unknown
+    suffix, or a folder that is a file or cannot be written (`RunError`, one line)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    formats = plt.figure().canvas.get_supported_filetypes()
+    plt.close("all")
+    suffix = out.suffix.lstrip(".").lower()
+    if suffix not in formats:
+        raise RunError(
+            f"{flag} {out}: unknown image format {suffix or '(no suffix)'!r}; use one of "
+            f"{', '.join(sorted(formats))}"
+        )
+    folder = out.absolute().parent
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir():
+        raise RunError(f"{flag} {out}: {folder} is a file, not a folder; choose another --out")
+    if not os.access(folder, os.W_OK):
+        raise RunError(f"cannot write {out} ({folder} is not writable); choose a writable {flag}")
 
 
 def parse_panels(text: str) -> list[str]:
@@ -95,9 +121,9 @@ def expand(paths: tuple[Path, ...]) -> list[Path]:
 
 def load_run(path: Path) -> Run:
     """A run's config and progress rows; `RunError` if it is not a run or has no rows."""
-    data = load_run_config(path)
-    if not data or "task_spec" not in data:
-        raise RunError(f"{path}: config.json does not describe a run")
+    data = read_run_config(path).data  # validated, as every reader of a run's files
+    if "task_spec" not in data:
+        raise RunError(f"{path}: config.json does not describe a run (no task_spec)")
     rows = read_progress(path / "progress.csv")
     if not rows:
         raise RunError(f"{path}: no progress.csv rows yet (the first epoch has not ended)")
@@ -182,14 +208,7 @@ def plot(args: PlotArgs) -> Path:
 
     if not args.run_dirs:
         raise RunError("give at least one run directory")
-    formats = plt.figure().canvas.get_supported_filetypes()
-    plt.close("all")
-    suffix = args.out.suffix.lstrip(".").lower()
-    if suffix not in formats:
-        raise RunError(
-            f"--out {args.out}: unknown image format {suffix or '(no suffix)'!r}; use one of "
-            f"{', '.join(sorted(formats))}"
-        )
+    check_image_out(args.out)
     panels = parse_panels(args.panels)
     runs = [load_run(Path(p)) for p in expand(args.run_dirs)]
     groups = group_runs(runs)
@@ -250,8 +269,8 @@ def plot(args: PlotArgs) -> Path:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = tyro.cli(PlotArgs, args=argv, prog="python -m experiments.plot")
     try:
+        args = parse_args(PlotArgs, argv, prog="python -m experiments.plot")
         out = plot(args)
     except RunError as err:
         print(f"error: {err}", file=sys.stderr)

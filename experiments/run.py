@@ -9,7 +9,9 @@
     python -m experiments.run --help                                # every field, presets
 
 Ctrl-C saves a checkpoint and exits; `--resume RUN_DIR` continues exactly where it stopped.
-Problems the user can fix are reported as one line on stderr with a non-zero exit status.
+Problems the user can fix are reported as one line on stderr with a non-zero exit status:
+2 bad input (nothing ran), 1 a fault that stopped training or a damaged checkpoint, 3 a
+refused `--resume` of a run that already has `--total-steps` env steps, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -18,7 +20,12 @@ import math
 import sys
 from collections.abc import Sequence
 
-from algd_jax.train_config import RunError, parse_command_line
+from algd_jax.train_config import (
+    EXIT_ALREADY_DONE,
+    EXIT_INTERRUPTED,
+    RunError,
+    parse_command_line,
+)
 
 
 def list_tasks_table() -> str:
@@ -71,11 +78,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = train(config)
     except KeyboardInterrupt:
         # Ctrl-C before the training loop took over its signals: a new run removes what it
-        # had begun to create, a resume has written nothing yet.
-        print("interrupted during start-up; nothing was written", file=sys.stderr)
+        # had begun to create; a resume either has not changed its run yet or has finished
+        # its start-up repair (which holds signals until it is done), so it resumes again.
+        print(
+            "interrupted during start-up; nothing was trained (a new run's directory was "
+            "removed; a resumed run is as resumable as before)",
+            file=sys.stderr,
+        )
         return 130
     except RunError as err:
-        quiet = err.exit_code in (0, 130)  # not failures: a finished run, a clean stop
+        # not failures: a run that already has its steps, a clean stop
+        quiet = err.exit_code in (EXIT_ALREADY_DONE, EXIT_INTERRUPTED)
         print(str(err) if quiet else f"error: {err}", file=sys.stderr)
         return err.exit_code
     for seed, run_dir, row in zip(result.seeds, result.run_dirs, result.last_rows, strict=True):

@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 import tyro
 
-from algd_jax.train_config import RunError
+from algd_jax.options import POSITIVE_INT, check_ranges, ranged
+from algd_jax.train_config import RunError, parse_args
 from experiments.plot import Run, _column, _labels, expand, group_runs, judged_cost, load_run
 
 
@@ -32,7 +33,7 @@ class SummarizeArgs:
 
     run_dirs: tyro.conf.Positional[tuple[Path, ...]]
     """Run directories written by experiments.run (a multi-seed run stands for its seeds)."""
-    last: int = 3
+    last: int = ranged(3, POSITIVE_INT)
     """K: how many of each run's last logged evaluations to average."""
     out: Path | None = None
     """Also write the table to this Markdown file."""
@@ -121,8 +122,11 @@ def table(results: list[SeedResult], last: int) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = tyro.cli(SummarizeArgs, args=argv, prog="python -m experiments.summarize")
     try:
+        args = parse_args(SummarizeArgs, argv, prog="python -m experiments.summarize")
+        problems = check_ranges(args)
+        if problems:
+            raise RunError("; ".join(problems))
         text = table(summarize(args.run_dirs, args.last), args.last)
         if args.out is not None:
             try:

@@ -76,21 +76,21 @@ def test_list_tasks(capsys: pytest.CaptureFixture[str]) -> None:
         (["--agent", "sac"], "unknown algorithm 'sac'"),
         (["--algo", "algdd"], "unknown algorithm 'algdd'; did you mean algd"),
         (["--seeds", "0", "1", "0"], "--seeds lists seed 0 twice"),
-        (["--seeds", "0", "-1"], "--seeds -1: seeds must be integers from 0 to 2147483647"),
-        (["--seed", "-1"], "--seed -1: seeds must be integers from 0 to 2147483647"),
-        (["--seed", "18446744073709551616"], "seeds must be integers from 0 to 2147483647"),
+        (["--seeds", "0", "-1"], "--seeds -1: must be an integer in [0, 2147483647]"),
+        (["--seed", "-1"], "--seed -1: must be an integer in [0, 2147483647]"),
+        (["--seed", "18446744073709551616"], "must be an integer in [0, 2147483647]"),
         (["--seeds", "0", "1", "--seed", "2"], "pass either --seed K or --seeds K1 K2 ..."),
         (["--batch-size", "abc"], "--batch-size 'abc': expected an integer"),
         (["--rho", "x"], "--rho 'x': expected a number"),
         (["--progress", "loud"], "--progress 'loud': expected one of auto, bar, lines, off"),
         (["--batchsize", "3"], "unknown flag --batchsize; did you mean --batch-size?"),
-        (["--batch-size", "0"], "--batch-size must be a positive integer, got 0"),
-        (["--updates-per-step", "0"], "--updates-per-step (U) must be a positive integer"),
-        (["--mc-samples", "0"], "--mc-samples (N) must be a positive integer, got 0"),
-        (["--ensemble-size", "-1"], "--ensemble-size (M) must be a positive integer, got -1"),
-        (["--diffusion-steps", "0"], "--diffusion-steps (K) must be a positive integer, got 0"),
-        (["--rho", "0"], "--rho must be > 0, got 0.0"),
-        (["--beta", "-1"], "--beta must be > 0, got -1.0"),
+        (["--batch-size", "0"], "--batch-size 0: must be an integer >= 1"),
+        (["--updates-per-step", "0"], "--updates-per-step 0: must be an integer >= 1"),
+        (["--mc-samples", "0"], "--mc-samples 0: must be an integer >= 1"),
+        (["--ensemble-size", "-1"], "--ensemble-size -1: must be an integer >= 1"),
+        (["--diffusion-steps", "0"], "--diffusion-steps 0: must be an integer >= 1"),
+        (["--rho", "0"], "--rho 0.0: must be a finite number > 0"),
+        (["--beta", "-1"], "--beta -1.0: must be a finite number > 0"),
         (["--task", "Walker2dVelocity"], "has no default cost budget"),
         (["--cost-limit", "-1"], "--cost-limit must be a finite number >= 0"),
         (["--resume", "/nonexistent/run"], "--resume /nonexistent/run: no such directory"),
@@ -108,7 +108,7 @@ def test_bad_input_in_a_real_process_has_no_traceback() -> None:
     result = run_module("experiments.run", "--mc-samples", "0")
     assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert lines == ["error: --mc-samples (N) must be a positive integer, got 0"]
+    assert lines == ["error: --mc-samples 0: must be an integer >= 1"]
     assert "Traceback" not in result.stderr
 
 
@@ -216,7 +216,7 @@ def test_resume_refuses_a_config_mismatch(
 
 
 def test_finished_run_says_so(finished_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["--resume", str(finished_run)]) == 0
+    assert main(["--resume", str(finished_run)]) == 3
     assert "already has 200 env steps" in capsys.readouterr().err
 
 
@@ -266,7 +266,7 @@ def test_evaluate_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert "no such directory" in error_line(capsys)
     (tmp_path / "config.json").write_text(json.dumps({"hello": 1}))
     assert evaluate.main([str(tmp_path)]) == 2
-    assert "does not describe a run" in error_line(capsys)
+    assert "does not describe a training run" in error_line(capsys)
 
 
 @pytest.mark.slow

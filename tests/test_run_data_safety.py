@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from algd_jax.logging_utils import read_progress
+from algd_jax.train_config import RunError
 from algd_jax.training import timing_free
 from experiments import check_reference, evaluate, plot
 from experiments.run import main
@@ -62,7 +63,7 @@ def test_refused_resume_after_a_lost_checkpoint_touches_nothing(
 ) -> None:
     shutil.rmtree(run / "checkpoints/last/300")
     before = tree_hash(run)
-    assert main(["--resume", str(run), "--total-steps", "200"]) == 0
+    assert main(["--resume", str(run), "--total-steps", "200"]) == 3
     assert "already has 200 env steps (--total-steps 200); raise" in one_line(capsys)
     assert tree_hash(run) == before
 
@@ -71,7 +72,7 @@ def test_refused_resume_of_a_finished_run_touches_nothing(
     run: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     before = tree_hash(run)
-    assert main(["--resume", str(run), "--total-steps", "100"]) == 0
+    assert main(["--resume", str(run), "--total-steps", "100"]) == 3
     assert "already has 300 env steps" in one_line(capsys)
     assert tree_hash(run) == before
 
@@ -148,8 +149,8 @@ def test_a_deleted_progress_csv_is_refused(run: Path, capsys: pytest.CaptureFixt
         (["--learning-starts", "16", "--initial-steps", "16"], "smaller than --batch-size 32"),
         (["--total-steps", "40"], "--total-steps 40 ends before the first update"),
         (["--replay-size", "1000000000000"], "lower --replay-size (at most"),
-        (["--seed", "-1"], "--seed -1: seeds must be integers"),
-        (["--seed", "18446744073709551616"], "seeds must be integers from 0 to"),
+        (["--seed", "-1"], "--seed -1: must be an integer in [0, 2147483647]"),
+        (["--seed", "18446744073709551616"], "must be an integer in [0, 2147483647]"),
     ],
 )
 def test_impossible_runs_are_refused_before_anything_is_created(
@@ -212,7 +213,7 @@ def test_ctrl_c_during_start_up_leaves_nothing(
     monkeypatch.setattr(training, "make_env", interrupted)
     target = tmp_path / "run"
     assert main(TINY + ["--run-dir", str(target)]) == 130
-    assert "interrupted during start-up; nothing was written" in one_line(capsys)
+    assert "interrupted during start-up; nothing was trained" in one_line(capsys)
     assert not target.exists()
 
 
@@ -320,3 +321,252 @@ def test_a_field_added_by_a_later_version_at_its_default_does_not_block_resume(
     data["config"]["hparams"]["target_update_every"] = 3
     (run / "config.json").write_text(json.dumps(data))
     assert main(["--resume", str(run), "--total-steps", "500"]) == 2
+
+
+# -- a run's own files, damaged: one line from every command that reads them -------------
+
+
+def _edit_config(run: Path, change) -> None:  # type: ignore[no-untyped-def]
+    path = run / "config.json"
+    data = json.loads(path.read_text())
+    path.write_text(json.dumps(change(data)))
+
+
+def _edit_csv(run: Path, change) -> None:  # type: ignore[no-untyped-def]
+    path = run / "progress.csv"
+    path.write_bytes(change(path.read_bytes()))
+
+
+def _lines(raw: bytes) -> list[bytes]:
+    return raw.splitlines(keepends=True)
+
+
+CONFIG_DAMAGE = {
+    "config-not-an-object": (
+        lambda d: {**d, "config": "x"},
+        "config: expected an object, found str 'x'",
+    ),
+    "seed-of-the-wrong-type": (
+        lambda d: {**d, "config": {**d["config"], "seed": "zero"}},
+        "config.seed 'zero': expected an integer",
+    ),
+}
+CSV_DAMAGE = {
+    "non-numeric": (
+        lambda b: b.replace(b"\n1,100,", b"\n1,garbage,", 1),
+        "line 2, column env_steps: 'garbage' is not a number",
+    ),
+    "invalid-utf8": (lambda b: b.replace(b"\n2,200,", b"\n2,\xff\xfe,", 1), "line 3 is not UTF-8"),
+    "short-row-in-the-middle": (
+        lambda b: b"".join(_lines(b)[:2] + [b"2,200,302\n"] + _lines(b)[3:]),
+        "line 3 has 3 values for",
+    ),
+    "duplicated-row": (
+        lambda b: b"".join(_lines(b)[:3] + _lines(b)[2:]),
+        "line 4 repeats epoch 2 of line 3",
+    ),
+    "empty": (lambda b: b"", "progress.csv is empty"),
+}
+
+
+@pytest.mark.parametrize("damage", [*CONFIG_DAMAGE, *CSV_DAMAGE])
+def test_damaged_run_files_are_refused_by_every_command(
+    run: Path, damage: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from experiments import summarize
+
+    if damage in CONFIG_DAMAGE:
+        change, message = CONFIG_DAMAGE[damage]
+        _edit_config(run, change)
+    else:
+        change, message = CSV_DAMAGE[damage]
+        _edit_csv(run, change)
+    before = tree_hash(run)
+    commands = {
+        "resume": lambda: main(["--resume", str(run), "--total-steps", "400"]),
+        "plot": lambda: plot.main([str(run), "--out", str(tmp_path / "fig.png")]),
+        "summarize": lambda: summarize.main([str(run)]),
+    }
+    if damage in CONFIG_DAMAGE:  # evaluate reads the config, not the log
+        commands["evaluate"] = lambda: evaluate.main([str(run), "--episodes", "1"])
+    for name, command in commands.items():
+        assert command() == 2, name
+        line = one_line(capsys)
+        assert message in line and "restore the original file" in line, (name, line)
+    assert tree_hash(run) == before
+    assert not (tmp_path / "fig.png").exists()
+
+
+def _largest_agent_file(checkpoint: Path) -> Path:
+    return max((checkpoint / "agent").rglob("d/*"), key=lambda p: p.stat().st_size)
+
+
+@pytest.mark.parametrize("damage", ["no-files-json-and-truncated-data", "truncated-metadata"])
+def test_damaged_checkpoint_is_one_line_naming_the_file_and_the_fallback(
+    run: Path, damage: str
+) -> None:
+    checkpoint = run / "checkpoints/last/300"
+    if damage == "truncated-metadata":
+        path = checkpoint / "_CHECKPOINT_METADATA"
+        path.write_bytes(path.read_bytes()[:20])
+        named = "_CHECKPOINT_METADATA differs from what was saved"
+    else:
+        (checkpoint / "files.json").unlink()
+        data = _largest_agent_file(checkpoint)
+        data.write_bytes(data.read_bytes()[:100])
+        named = "files.json, the record of its files, is missing"
+    before = tree_hash(run)
+    done = run_module("experiments.run", "--resume", str(run), "--total-steps", "400")
+    assert done.returncode == 1
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, done.stderr
+    assert f"checkpoint {checkpoint.absolute()} is corrupt or truncated ({named})" in lines[0]
+    assert "other checkpoints: steps [100, 200]" in lines[0]
+    assert "resume from step 200" in lines[0]
+    assert tree_hash(run) == before
+
+
+def test_non_finite_evaluation_action_stops_like_a_non_finite_loss(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A policy whose actions become non-finite only in the deterministic evaluation (the
+    losses still finite) stops with the one-line shape of a non-finite loss, before the
+    simulator sees the action."""
+    import algd_jax.training as training
+    from algd_jax.train_config import RunError, parse_command_line
+
+    config = parse_command_line(TINY + ["--total-steps", "100", "--run-dir", str(tmp_path / "r")])
+    trainer = training.Trainer(config)
+    real_act = trainer.programs.act
+
+    def act(states, obs, keys, step, deterministic):  # type: ignore[no-untyped-def]
+        actions = np.asarray(real_act(states, obs, keys, step, deterministic))
+        return np.full_like(actions, np.nan) if deterministic else actions
+
+    monkeypatch.setattr(trainer.programs, "act", act)
+    with pytest.raises(training.NonFiniteLoss) as stopped:
+        trainer.run()
+    message = str(stopped.value)
+    assert isinstance(stopped.value, RunError) and stopped.value.exit_code == 1
+    assert len(message.splitlines()) == 1
+    assert message.startswith("non-finite action in the evaluation after env step 100;")
+    assert "training stopped. Last good checkpoint: none yet" in message
+
+
+# -- the disk and signals during start-up ------------------------------------------------
+
+
+def test_ctrl_c_during_the_start_up_repair_completes_it_and_says_so(
+    run: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import algd_jax.training as training
+
+    shutil.rmtree(run / "checkpoints/last/300")  # the resume repairs: drops row 300
+    real = training.Trainer._record_resume
+
+    def record(self):  # type: ignore[no-untyped-def]
+        os.kill(os.getpid(), signal.SIGINT)  # in the middle of the repair
+        return real(self)
+
+    monkeypatch.setattr(training.Trainer, "_record_resume", record)
+    assert main(["--resume", str(run), "--total-steps", "400", "--progress", "off"]) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "interrupted during start-up, after the run's files were made ready" in err[-1]
+    assert f"--resume {run}" in err[-1]
+    # the repair is whole: log cut back to the checkpoint, resume noted, no stray file
+    assert [r["env_steps"] for r in read_progress(run / "progress.csv")] == ["100", "200"]
+    assert [r["from_env_step"] for r in json.loads((run / "config.json").read_text())["resumes"]]
+    assert not list(run.glob("*.tmp"))
+
+
+def test_a_full_disk_while_checkpointing_stops_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    from algd_jax.checkpointing import Checkpointer
+
+    real = Checkpointer.save
+
+    def save(self, step, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if step == 200:
+            (self.root / "last" / "200" / "agent").mkdir(parents=True)  # a partial write
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, step, *args, **kwargs)
+
+    monkeypatch.setattr(Checkpointer, "save", save)
+    target = tmp_path / "run"
+    assert main(TINY + ["--total-steps", "300", "--run-dir", str(target)]) == 1
+    line = one_line(capsys)
+    assert line.startswith(
+        f"error: could not write the checkpoint at env step 200 in {target} (No space left on "
+        f"device); the disk is full or not writable; training stopped at env step 200; free "
+        f"space, then continue from step 100 with --resume {target}"
+    ), line
+    assert sorted(p.name for p in (target / "checkpoints/last").iterdir()) == ["100"]
+
+
+def test_resume_on_a_read_only_file_system_is_refused_before_any_change(
+    run: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    import algd_jax.faults as faults
+
+    def read_only(directory: Path) -> None:
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(faults, "_probe", read_only)
+    before = tree_hash(run)
+    assert main(["--resume", str(run), "--total-steps", "400"]) == 2
+    assert one_line(capsys) == (
+        f"error: --resume {run}: cannot write in it (Read-only file system); the run needs a "
+        f"writable directory (copy it to one, or remount its file system read-write)"
+    )
+    assert tree_hash(run) == before
+
+
+# -- memory ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("flag", "shape"), [("--ensemble-size", "[1000000000, "), ("--mc-samples", "32000000032")]
+)
+def test_an_update_that_cannot_fit_is_refused_naming_the_option(
+    flag: str, shape: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "never"
+    assert main(TINY + [flag, "1000000000", "--run-dir", str(target)]) == 2
+    line = one_line(capsys)
+    assert line.startswith("error: the run needs at least") and shape in line, line
+    assert line.endswith(f"available; lower {flag} 1000000000"), line
+    assert not target.exists()
+
+
+def test_out_of_memory_during_a_run_stops_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import algd_jax.training as training
+    from algd_jax.train_config import parse_command_line
+
+    target = tmp_path / "run"
+    trainer = training.Trainer(
+        parse_command_line(TINY + ["--total-steps", "300", "--run-dir", str(target)])
+    )
+    real_train = trainer.programs.train
+
+    def train(states, sums, batch, first, env_step):  # type: ignore[no-untyped-def]
+        if env_step > 150:
+            raise RuntimeError("RESOURCE_EXHAUSTED: Out of memory allocating 8589934592 bytes.")
+        return real_train(states, sums, batch, first, env_step)
+
+    monkeypatch.setattr(trainer.programs, "train", train)
+    with pytest.raises(RunError) as stopped:
+        trainer.run()
+    message = str(stopped.value)
+    assert stopped.value.exit_code == 1 and len(message.splitlines()) == 1
+    assert message.startswith(
+        "out of memory at env step 151 (Out of memory allocating 8589934592 bytes.); training "
+        f"stopped. Last good checkpoint: step 100 in {target.absolute()}/checkpoints/last"
+    ), message
+    assert [r["env_steps"] for r in read_progress(target / "progress.csv")] == ["100"]

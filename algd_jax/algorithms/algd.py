@@ -53,6 +53,15 @@ from algd_jax.diffusion import (
 )
 from algd_jax.energy import EnergyFn, make_energy, qc_risk
 from algd_jax.networks import PRECISIONS, CriticEnsemble, ScoreNet, cost_critic, reward_critic
+from algd_jax.options import (
+    DISCOUNT,
+    FRACTION,
+    NON_NEGATIVE,
+    POSITIVE,
+    POSITIVE_INT,
+    ranged,
+    require_ranges,
+)
 from algd_jax.score_target import mc_score_target_and_energy_at
 from algd_jax.types import Batch, Metrics
 
@@ -72,57 +81,57 @@ class ALGDConfig:
     agent: AgentName = "algd"
     """Policy/energy variant: `algd` (VE-SDE, augmented Lagrangian), `lgd` (plain
     Lagrangian energy, the paper's unstable baseline), `algd-ddpm` (DDPM policy class)."""
-    ensemble_size: int = 4
+    ensemble_size: int = ranged(4, POSITIVE_INT)
     """M: number of cost critics."""
-    mc_samples: int = 4
+    mc_samples: int = ranged(4, POSITIVE_INT)
     """N: Monte-Carlo samples of the score target."""
-    diffusion_steps: int = 5
+    diffusion_steps: int = ranged(5, POSITIVE_INT)
     """K: reverse diffusion steps."""
-    beta: float = 1.0
+    beta: float = ranged(1.0, POSITIVE)
     """Boltzmann temperature of the energy-based policy."""
-    rho: float = 1.0
+    rho: float = ranged(1.0, POSITIVE)
     """Augmentation strength of the augmented Lagrangian."""
-    kappa: float = 1.0
+    kappa: float = ranged(1.0, NON_NEGATIVE)
     """Risk weight: qc_risk = mean + kappa * std over the cost ensemble (paper: 0)."""
-    cost_budget: float = 151.989
+    cost_budget: float = ranged(151.989, NON_NEGATIVE)
     """h: budget on the discounted cost value Qc (units of cost)."""
     actor_loss: Literal["hybrid", "score"] = "hybrid"
     """`hybrid`: mean L_A(s, a_0) + score_loss_weight * score mse (reference);
     `score`: score-matching mse only (paper)."""
-    score_loss_weight: float = 0.1
+    score_loss_weight: float = ranged(0.1, NON_NEGATIVE)
     """Weight of the score-matching term in the hybrid actor loss."""
     multiplier: Literal["adam", "projected"] = "adam"
     """`adam`: Adam on log(lambda) (reference); `projected`: lambda <- max(0, lambda +
     multiplier_lr * (qc - h)) (paper)."""
-    init_multiplier: float = 0.6931
+    init_multiplier: float = ranged(0.6931, NON_NEGATIVE)
     """Initial lambda."""
-    multiplier_lr: float = 3e-4
+    multiplier_lr: float = ranged(3e-4, POSITIVE)
     """Adam learning rate of log(lambda), or the ascent step size of the projected rule."""
-    sigma_min: float = 0.01
+    sigma_min: float = ranged(0.01, POSITIVE)
     """Smallest VE noise scale (paper table: 1e-4)."""
-    sigma_max: float = 1.0
+    sigma_max: float = ranged(1.0, POSITIVE)
     """Largest VE noise scale (paper table: 1e-1)."""
-    actor_lr: float = 3e-4
-    critic_lr: float = 3e-4
-    cost_critic_lr: float = 3e-4
-    gamma: float = 0.99
+    actor_lr: float = ranged(3e-4, POSITIVE)
+    critic_lr: float = ranged(3e-4, POSITIVE)
+    cost_critic_lr: float = ranged(3e-4, POSITIVE)
+    gamma: float = ranged(0.99, DISCOUNT)
     """Reward discount."""
-    cost_gamma: float = 0.99
+    cost_gamma: float = ranged(0.99, DISCOUNT)
     """Cost discount."""
-    polyak: float = 0.005
+    polyak: float = ranged(0.005, FRACTION)
     """Target-network averaging rate."""
-    target_update_every: int = 2
+    target_update_every: int = ranged(2, POSITIVE_INT)
     """Polyak-average the targets on every k-th update (global update count; the first
     update moves them). The authors' code: 2 (even inner-loop indices, the same thing for
     an even U); the paper's Table 4: 5."""
     cost_target: CostTarget = "per-member"
     """Cost TD target: `per-member` (each member bootstraps from its own target member, the
     authors' code) or `shared` (all from the mean over target members, Alg. 1 line 15)."""
-    critic_hidden: int = 256
-    score_hidden: int = 128
-    embed_dim: int = 16
+    critic_hidden: int = ranged(256, POSITIVE_INT)
+    score_hidden: int = ranged(128, POSITIVE_INT)
+    embed_dim: int = ranged(16, POSITIVE_INT)
     """Width of the diffusion-step embedding of the score net."""
-    ddpm_guidance: float = 0.05
+    ddpm_guidance: float = ranged(0.05, NON_NEGATIVE)
     """Step length of the normalised score guidance in the DDPM sampler."""
     precision: Literal["f32", "bf16"] = "f32"
     """Matrix products of the score net and the critics: `f32`, or `bf16` (bfloat16 inputs,
@@ -131,34 +140,9 @@ class ALGDConfig:
     depends on the CPU's bfloat16 instructions (see the README's benchmark table)."""
 
     def validate(self) -> ALGDConfig:
-        """Raise `ValueError` with one clear message if a value is impossible."""
-        positive_ints = {
-            "ensemble_size": "--ensemble-size (M)",
-            "mc_samples": "--mc-samples (N)",
-            "diffusion_steps": "--diffusion-steps (K)",
-            "critic_hidden": "--critic-hidden",
-            "score_hidden": "--score-hidden",
-            "embed_dim": "--embed-dim",
-            "target_update_every": "--target-update-every",
-        }
-        for name, flag in positive_ints.items():
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{flag} must be a positive integer, got {value!r}")
-        positive_floats = [
-            "beta",
-            "rho",
-            "sigma_min",
-            "sigma_max",
-            "actor_lr",
-            "critic_lr",
-            "cost_critic_lr",
-            "multiplier_lr",
-        ]
-        for name in positive_floats:
-            value = getattr(self, name)
-            if not value > 0:
-                raise ValueError(f"--{name.replace('_', '-')} must be > 0, got {value!r}")
+        """Raise `ValueError` with one clear message if a value is impossible: a field out
+        of its declared range, or options that do not fit together."""
+        require_ranges(self)  # every field's declared range (`ranged` above)
         if self.diffusion_steps < 2 and self.agent != "algd-ddpm":
             raise ValueError(
                 f"--diffusion-steps (K) must be >= 2 for the VE-SDE schedule, got "
@@ -169,21 +153,11 @@ class ALGDConfig:
                 f"--sigma-min ({self.sigma_min}) must be smaller than --sigma-max "
                 f"({self.sigma_max})"
             )
-        for name in ("gamma", "cost_gamma"):
-            value = getattr(self, name)
-            if not 0.0 <= value < 1.0:
-                raise ValueError(f"--{name.replace('_', '-')} must be in [0, 1), got {value!r}")
-        if not 0.0 < self.polyak <= 1.0:
-            raise ValueError(f"--polyak must be in (0, 1], got {self.polyak!r}")
-        if self.kappa < 0:
-            raise ValueError(f"--kappa must be >= 0, got {self.kappa!r}")
         if not self.init_multiplier > 0 and self.multiplier == "adam":
             raise ValueError(
                 f"--init-multiplier must be > 0 with --multiplier adam (it is stored as "
                 f"log lambda), got {self.init_multiplier!r}"
             )
-        if self.init_multiplier < 0:
-            raise ValueError(f"--init-multiplier must be >= 0, got {self.init_multiplier!r}")
         if self.agent not in ("algd", "lgd", "algd-ddpm"):
             raise ValueError(f"unknown agent {self.agent!r}; choose one of algd, lgd, algd-ddpm")
         if self.cost_target not in ("per-member", "shared"):
