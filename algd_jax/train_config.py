@@ -38,6 +38,9 @@ RESUMABLE_OVERRIDES = ("total_steps", "run_dir", "resume", "progress", "keep_che
 MAX_SEED = 2**31 - 1
 #: Name of the file that marks a multi-seed run directory.
 GROUP_FILE = "group.json"
+#: Written atomically into a run directory (each seed's, and a multi-seed root) when its
+#: training reached --total-steps.
+FINISHED_FILE = "finished.json"
 
 
 class RunError(Exception):
