@@ -63,6 +63,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--max-task-retries", type=int, default=3, help="ray: max_retries for a lost worker"
     )
+    p.add_argument(
+        "--compile-cache",
+        default=None,
+        help="JAX compilation cache shared by the jobs (default OUT/jax-cache; none: off)",
+    )
     p.add_argument("--dry-run", action="store_true", help="print the jobs' commands and exit")
     return p
 
@@ -168,6 +173,8 @@ def sweep(argv: Sequence[str]) -> int:
 
         import_ray()  # say how to install it before touching the folder
     held = lock(args.out)
+    cache = args.compile_cache or str(args.out.absolute() / "jax-cache")
+    cache = None if cache == "none" else str(Path(cache).absolute())
     manifest = Manifest(args.out.absolute())
     check_unchanged(jobs, manifest)
     manifest.record_sweep(
@@ -216,7 +223,7 @@ def sweep(argv: Sequence[str]) -> int:
 
     try:
         if args.executor == "local":
-            run_local(jobs, workers, threads, args.retries, on_event, on_result)
+            run_local(jobs, workers, threads, args.retries, on_event, on_result, cache)
         else:
             run_ray(
                 jobs,
@@ -227,6 +234,7 @@ def sweep(argv: Sequence[str]) -> int:
                 args.max_task_retries,
                 on_event,
                 on_result,
+                cache,
             )
     except KeyboardInterrupt:
         print(status_table(jobs, results))

@@ -59,10 +59,11 @@ class JobResult:
     ended: str | None = None
 
 
-def thread_env(threads: int, share_gpu: bool) -> dict[str, str]:
+def thread_env(threads: int, share_gpu: bool, compile_cache: str | None = None) -> dict[str, str]:
     """Environment variables that keep one job within `threads` cores (XLA's CPU thread
-    pool, BLAS, OpenMP) and, when several jobs share a GPU, turn off JAX's preallocation
-    of most of its memory."""
+    pool, BLAS, OpenMP), turn off JAX's preallocation of most of a GPU's memory when
+    several jobs share one, and point JAX's persistent compilation cache at
+    `compile_cache` (jobs of one cell, their retries and resumes then compile once)."""
     n = str(max(1, threads))
     env = {name: n for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
     flags = os.environ.get("XLA_FLAGS", "")
@@ -75,6 +76,10 @@ def thread_env(threads: int, share_gpu: bool) -> dict[str, str]:
     env["PYTHONUNBUFFERED"] = "1"  # the log shows each epoch as it ends
     if share_gpu:
         env["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
+    if compile_cache:
+        env["JAX_COMPILATION_CACHE_DIR"] = compile_cache
+        env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+        env["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
     return env
 
 
@@ -126,6 +131,7 @@ def run_job(
     share_gpu: bool = False,
     on_event: EventHook | None = None,
     stop: threading.Event | None = None,
+    compile_cache: str | None = None,
 ) -> JobResult:
     """Run one job to the end, retrying failed attempts (see the module docstring)."""
     emit = on_event or (lambda *_a, **_k: None)
@@ -154,7 +160,7 @@ def run_job(
         with job.log.open("a") as fh:
             fh.write(f"=== attempt {attempts} at {now()}{note}: {' '.join(cmd)}\n")
             fh.flush()
-            env = dict(os.environ, **thread_env(threads, share_gpu))
+            env = dict(os.environ, **thread_env(threads, share_gpu, compile_cache))
             proc = subprocess.Popen(
                 cmd,
                 cwd=REPO,
@@ -215,6 +221,7 @@ def run_local(
     retries: int,
     on_event: EventHook,
     on_result: Callable[[JobResult], None],
+    compile_cache: str | None = None,
 ) -> list[JobResult]:
     """Run `jobs`, `workers` at a time, each pinned to its own `threads` cores (when the
     machine has that many). Ctrl-C stops starting jobs; running ones get the same SIGINT
@@ -229,7 +236,7 @@ def run_local(
     def one(job: Job) -> JobResult:
         cores = slots.get()
         try:
-            return run_job(job, retries, threads, cores, False, on_event, stop)
+            return run_job(job, retries, threads, cores, False, on_event, stop, compile_cache)
         finally:
             slots.put(cores)
 
@@ -275,6 +282,7 @@ def run_ray(
     max_retries: int,
     on_event: EventHook,
     on_result: Callable[[JobResult], None],
+    compile_cache: str | None = None,
 ) -> list[JobResult]:
     """Submit each job as a Ray core task (`num_cpus`, `num_gpus` (fractional allowed),
     `max_retries` for workers lost with their node) and collect the results as they end.
@@ -300,7 +308,10 @@ def run_ray(
     threads = max(1, int(cpus))
     share_gpu = 0 < gpus < 1
     task = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=max_retries)(run_job)
-    refs = {task.remote(job, retries, threads, None, share_gpu): job for job in jobs}
+    refs = {
+        task.remote(job, retries, threads, None, share_gpu, None, None, compile_cache): job
+        for job in jobs
+    }
     for job in jobs:
         on_event(job.id, status="submitted", executor="ray", submitted=now())
     results: list[JobResult] = []
