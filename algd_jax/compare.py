@@ -117,6 +117,8 @@ def find_run_dirs(paths: Sequence[Path]) -> list[Path]:
             out.extend(sorted(p.parent for p in path.glob("seed*/config.json")))
         elif (path / "runs").is_dir():
             found = sorted(p.parent for p in (path / "runs").rglob("config.json"))
+            rank = _grid_order(path)  # the sweep's grid order; others after it
+            found.sort(key=lambda d: rank.get(d, len(rank)))
             if not found:
                 raise RunError(f"{path}: its runs/ folder holds no run yet")
             out.extend(found)
@@ -126,6 +128,16 @@ def find_run_dirs(paths: Sequence[Path]) -> list[Path]:
             raise RunError(f"{path}: no such directory")
     unique = list(dict.fromkeys(p.resolve() for p in out))
     return unique
+
+
+def _grid_order(sweep: Path) -> dict[Path, int]:
+    """Run directory -> its position in a sweep manifest's job order (others last)."""
+    try:
+        jobs = json.loads((sweep / "manifest.json").read_text()).get("jobs", {})
+    except (OSError, json.JSONDecodeError, AttributeError):
+        jobs = {}
+    order = [Path(d) for job in jobs.values() for d in job.get("run_dirs", [])]
+    return {d: i for i, d in enumerate(order)}
 
 
 def load_runs(paths: Sequence[Path]) -> list[SeedRun]:
@@ -168,9 +180,7 @@ def group_runs(runs: Sequence[SeedRun], by: str | None = None) -> list[Group]:
         flats = [_flat(r.config) for r in runs]
         for run, flat in zip(runs, flats, strict=True):
             same = [f for r, f in zip(runs, flats, strict=True) if r.algo == run.algo]
-            differing = sorted(
-                k for k in flat if k != "task" and len({f.get(k) for f in same}) > 1
-            )
+            differing = sorted(k for k in flat if k != "task" and len({f.get(k) for f in same}) > 1)
             label = run.algo + "".join(f" {k}={json.loads(flat[k])}" for k in differing)
             keyed.setdefault((run.task, label), Group(run.task, label, run.algo)).runs.append(run)
     else:

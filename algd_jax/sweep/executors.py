@@ -88,10 +88,12 @@ def _child_setup(cores: Sequence[int] | None) -> Callable[[], None]:
     with SIGKILL leaves no orphan writing into a run directory that a re-run resumes) and
     keep to its cores."""
 
+    # looked up before the fork: the child only calls it
+    prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
+
     def setup() -> None:
-        if sys.platform.startswith("linux"):
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        if prctl is not None:
+            prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
         if cores:
             os.sched_setaffinity(0, cores)
 
