@@ -103,8 +103,22 @@ def _cores() -> int:
 
 
 def check_unchanged(jobs: Sequence[Job], manifest: Manifest) -> None:
-    """Refuse a job whose cell ran before with other flags: one line naming cell and flag."""
+    """Refuse a job whose cell ran before with other flags (one line naming cell and flag),
+    and a new block of seeds that overlaps a block the cell already has."""
+    blocks: dict[str, dict[int, str]] = {}
+    for job_id, entry in manifest.data["jobs"].items():
+        if Path(entry.get("run_dir", "")).exists():
+            for seed in entry.get("seeds", []):
+                blocks.setdefault(job_id.rsplit("/", 1)[0], {})[seed] = job_id
     for job in jobs:
+        if manifest.job(job.id) is None:
+            for seed in job.seeds:
+                other = blocks.get(job.cell, {}).get(seed)
+                if other is not None:
+                    raise RunError(
+                        f"seed {seed} of cell {job.cell} is already in job {other}; keep "
+                        f"--seeds-per-job as it was ({len(manifest.job(other)['seeds'])})"
+                    )
         entry = manifest.job(job.id)
         if entry is None or "identity" not in entry or not job.run_dir.exists():
             continue

@@ -101,6 +101,13 @@ def test_changed_run_flag_is_refused_naming_cell_and_flag(local_sweep: Path, cap
     assert len(err.splitlines()) == 1, err
     assert "cell ToyTwoModeBandit/algd/seeds0-1 was run with --batch-size 32" in err
     assert "gives 16" in err
+    # another block size would train the cell's seeds a second time elsewhere
+    assert main([*GRID, "--out", str(local_sweep), "--seeds-per-job", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        "error: seed 0 of cell ToyTwoModeBandit/algd is already in job "
+        "ToyTwoModeBandit/algd/seeds0-1; keep --seeds-per-job as it was (2)"
+    )
 
 
 @pytest.mark.parametrize(
