@@ -83,7 +83,8 @@ def test_rerun_skips_finished_jobs(local_sweep: Path, capsys) -> None:
     assert capsys.readouterr().out.count(": skipped") == len(CELLS)
     data = manifest(local_sweep)
     for cell in CELLS:
-        assert data["jobs"][cell]["status"] == "skipped" and data["jobs"][cell]["attempts"] == 1
+        job = data["jobs"][cell]
+        assert (job["status"], job["attempts"], job["exit_code"]) == ("skipped", 1, 0)
         assert (local_sweep / "runs" / cell / "seed0" / "progress.csv").read_text() == before[cell]
     # a larger grid adds the new cells and leaves the finished ones as they are
     assert main([*GRID, "--seeds", "0-2", "--seeds-per-job", "2", "--out", str(local_sweep),

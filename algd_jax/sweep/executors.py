@@ -205,6 +205,10 @@ def run_job(
 
 
 def _ended_fields(result: JobResult) -> dict[str, Any]:
+    """The manifest fields of a job's end (a skipped job keeps those of the run that
+    finished it)."""
+    if result.status == "skipped":
+        return {"status": "skipped", "checked": result.ended}
     return {
         "status": result.status,
         "attempts_this_sweep": result.attempts,
