@@ -757,7 +757,9 @@ class Trainer:
         self.session_start = time.perf_counter()
         if self.refusal is not None:
             self._close()
-            if self.refusal.exit_code == 0:  # already at --total-steps: finished
+            # already at --total-steps: a run stopped between its last checkpoint and its
+            # marker gets the marker; one that has it is left exactly as it is
+            if self.refusal.exit_code == 0 and not (self.run_dir / FINISHED_FILE).exists():
                 self._mark_finished()
             raise self.refusal
         display = Display(
