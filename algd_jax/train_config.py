@@ -47,6 +47,9 @@ SEED_RANGE = SEED
 SEED_RANGE_OR_NONE = dataclasses.replace(SEED_RANGE, allow_none=True)
 #: Name of the file that marks a multi-seed run directory.
 GROUP_FILE = "group.json"
+#: Written atomically into a run directory (each seed's, and a multi-seed root) when its
+#: training reached --total-steps.
+FINISHED_FILE = "finished.json"
 
 
 #: Exit statuses of the commands (`RunError.exit_code`).

@@ -73,6 +73,7 @@ from algd_jax.replay import ReplayBuffer, replay_bytes, row_bytes
 from algd_jax.rollouts import EPISODE_FIELDS, EpisodeStats, cost_of, mean_of, run_episodes
 from algd_jax.train_config import (
     EXIT_ALREADY_DONE,
+    FINISHED_FILE,
     GROUP_FILE,
     RESUMABLE_OVERRIDES,
     RunError,
@@ -821,6 +822,10 @@ class Trainer:
         self.session_start = time.perf_counter()
         if self.refusal is not None:
             self._close()
+            # already at --total-steps: a run stopped between its last checkpoint and its
+            # marker gets the marker; one that has it is left exactly as it is
+            if self.refusal.exit_code == EXIT_ALREADY_DONE and not (self.run_dir / FINISHED_FILE).exists():
+                self._mark_finished()
             raise self.refusal
         display = Display(
             cfg.progress,
@@ -925,6 +930,7 @@ class Trainer:
         finally:
             display.close()
             self._close()
+        self._mark_finished()
         return TrainResult(
             self.run_dir,
             self.run_dirs,
@@ -934,6 +940,20 @@ class Trainer:
             f"eval/{self.cost_kind}",
             cost_limit_of(self.spec),
         )
+
+    def _mark_finished(self) -> None:
+        """Say in each seed's directory (and a multi-seed run's root) that the run reached
+        `--total-steps`: `finished.json`, written atomically last, so a sweep knows a run
+        that stopped anywhere before it from one that completed."""
+        marker = {
+            "env_steps": self.env_step,
+            "total_steps": self.config.total_steps,
+            "seeds": self.seeds,
+            "finished": dt.datetime.now().isoformat(timespec="seconds"),
+        }
+        roots = [self.run_dir] if self.run_dirs != [self.run_dir] else []
+        for d in [*self.run_dirs, *roots]:
+            _write_json(d / FINISHED_FILE, marker)
 
     def _close(self) -> None:
         for log in getattr(self, "logs", []):
