@@ -824,7 +824,10 @@ class Trainer:
             self._close()
             # already at --total-steps: a run stopped between its last checkpoint and its
             # marker gets the marker; one that has it is left exactly as it is
-            if self.refusal.exit_code == EXIT_ALREADY_DONE and not (self.run_dir / FINISHED_FILE).exists():
+            if (
+                self.refusal.exit_code == EXIT_ALREADY_DONE
+                and not (self.run_dir / FINISHED_FILE).exists()
+            ):
                 self._mark_finished()
             raise self.refusal
         display = Display(
