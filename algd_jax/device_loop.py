@@ -613,7 +613,8 @@ def train_on_device(
     `config.json`, `progress.csv`, `tb/` and agent checkpoints to `run_dir` (one seed) or
     `run_dir/seed<k>/` (several), like the host loop.
     """
-    from algd_jax.training import EPISODE_COLUMNS, TIMING_COLUMNS, cost_limit_of, feasible
+    from algd_jax.judging import cost_limit_of, feasible
+    from algd_jax.training import EPISODE_COLUMNS, TIMING_COLUMNS
 
     run = run.validate()
     algorithm = get_algorithm(algo if algo is not None else hparams.agent)

@@ -2,8 +2,7 @@
 
 A config dataclass states the range of a numeric field with `ranged`:
 
-    beta: float = ranged(1.0, POSITIVE)
-    """Boltzmann temperature."""
+    beta: float = ranged(1.0, POSITIVE)    # followed by its docstring, as any field
 
 and `check_ranges(config)` checks every declared field at once, returning one line per
 problem (`--beta inf: must be a finite number > 0`). The loop's options and every

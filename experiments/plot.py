@@ -26,6 +26,7 @@ from typing import Any, Literal
 import numpy as np
 import tyro
 
+from algd_jax.judging import judged_column
 from algd_jax.logging_utils import read_progress
 from algd_jax.train_config import GROUP_FILE, RunError, load_run_config
 
@@ -117,14 +118,6 @@ def group_runs(runs: list[Run]) -> dict[str, list[Run]]:
     return groups
 
 
-def judged_cost(spec: dict[str, Any]) -> tuple[str, float, str]:
-    """(column suffix, limit, label) of the cost a task is judged on: the discounted cost
-    against the budget h, or the undiscounted episode cost against the episode limit."""
-    if spec["eval_cost"] == "discounted":
-        return "discounted_cost", float(spec["cost_budget"]), "discounted cost"
-    return "cost", float(spec["episode_cost_limit"]), "episode cost"
-
-
 def _flatten(config: dict[str, Any]) -> dict[str, Any]:
     out = {k: v for k, v in config.items() if k != "hparams" and k not in IGNORED_FIELDS}
     out.update(config.get("hparams", {}))
@@ -209,7 +202,7 @@ def plot(args: PlotArgs) -> Path:
     prefix = "eval/" if args.source == "eval" else "train/episode_"
     for col, task in enumerate(tasks):
         spec = next(r.task_spec for r in runs if r.config["task"] == task)
-        cost_name, limit, cost_label = judged_cost(spec)
+        cost_name, limit, cost_label = judged_column(spec)
         rows = {
             "return": (prefix + "return", f"{args.source} return"),
             "cost": (prefix + cost_name, f"{args.source} {cost_label}"),
