@@ -125,15 +125,22 @@ def _flatten(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def _labels(groups: dict[str, list[Run]]) -> dict[str, str]:
-    """The agent name, plus the settings that tell groups of the same task apart."""
+    """The agent name, plus the settings that tell groups of the same task apart: loop
+    settings against every group of the task, an algorithm's options against the groups
+    of the same algorithm (another algorithm's options do not tell anything apart)."""
     flat = {key: _flatten(runs[0].config) for key, runs in groups.items()}
+    options = {key: set(runs[0].config.get("hparams", {})) for key, runs in groups.items()}
     labels = {}
     for key, cfg in flat.items():
         same_task = [f for k, f in flat.items() if f["task"] == cfg["task"]]
+        same_algo = [f for f in same_task if f["algo"] == cfg["algo"]]
         differing = sorted(
             name
             for name in cfg
-            if name not in ("algo", "task") and any(f.get(name) != cfg[name] for f in same_task)
+            if name not in ("algo", "task")
+            and any(
+                f.get(name) != cfg[name] for f in (same_algo if name in options[key] else same_task)
+            )
         )
         extra = ", ".join(f"{name}={cfg[name]}" for name in differing)
         seeds = len(groups[key])
@@ -147,6 +154,24 @@ def _labels(groups: dict[str, list[Run]]) -> dict[str, str]:
 def _column(rows: list[dict[str, str]], name: str) -> np.ndarray:
     """A column as floats (NaN where empty, or where the run does not write the column)."""
     return np.array([float(r[name]) if r.get(name, "") != "" else math.nan for r in rows])
+
+
+#: Columns that stand in for `multiplier` and `violation` in a run that logs a quantity of
+#: another kind under its own name (RCRL: the state-wise multiplier lambda(s) and the
+#: feasibility value Q_h(s, pi(s)), whose limit is 0, not h), with the axis label's words.
+STAND_INS = {
+    "train/multiplier": ("train/multiplier_state_mean", "mean state-wise lambda(s)"),
+    "train/violation": ("train/feasibility_value", "max(0, feasibility value Q_h(s, pi))"),
+}
+
+
+def panel_column(runs: list[Run], column: str) -> tuple[str, str | None]:
+    """The column a group of runs is drawn from for a panel's `column`, and the words of a
+    stand-in (None when the runs log `column` itself)."""
+    logged = set(runs[0].rows[0]) if runs[0].rows else set()
+    if column not in logged and column in STAND_INS and STAND_INS[column][0] in logged:
+        return STAND_INS[column]
+    return column, None
 
 
 def aggregate(
@@ -209,13 +234,17 @@ def plot(args: PlotArgs) -> Path:
             "multiplier": ("train/multiplier", "multiplier lambda"),
             "violation": ("train/violation", "violation max(0, qc_risk - h)"),
         }
+        stand_ins: dict[str, set[str]] = {panel: set() for panel in panels}
         for key, members in groups.items():
             if members[0].config["task"] != task:
                 continue
             for row, panel in enumerate(panels):
                 ax = axes[row, col]
+                column, stand_in = panel_column(members, rows[panel][0])
+                if stand_in is not None:
+                    stand_ins[panel].add(f"{stand_in} ({members[0].config['algo']})")
                 floor = 0.0 if panel == "violation" else None
-                x, mean, std = aggregate(members, rows[panel][0], floor)
+                x, mean, std = aggregate(members, column, floor)
                 marker = "o" if len(x) == 1 else None  # a lone epoch is a point, not a line
                 ax.plot(x, mean, label=labels[key], color=colours[key], marker=marker)
                 if len(members) > 1:
@@ -224,7 +253,7 @@ def plot(args: PlotArgs) -> Path:
             ax = axes[row, col]
             if panel == "cost":
                 ax.axhline(limit, color="black", linestyle="--", linewidth=1, label="cost limit")
-            ax.set_ylabel(rows[panel][1])
+            ax.set_ylabel("\n".join([rows[panel][1], *sorted(stand_ins[panel])]))
             ax.grid(alpha=0.3)
         axes[0, col].set_title(task)
         axes[-1, col].set_xlabel("environment steps")
