@@ -284,3 +284,38 @@ def test_bad_baseline_input_is_one_line(args: list[str], needle: str) -> None:
         parse_command_line(args)
     message = str(err.value)
     assert needle in message and "\n" not in message
+
+
+# ----------------------------------------------------------------------------- toy optimum
+
+#: The best feasible expected return of a tanh-Gaussian policy on ToyTwoModeBandit:
+#: R_L = 10, the safe lane's peak, approached as the standard deviation goes to 0 at
+#: tanh(mean) = -0.5 (a fine search: 1201 means in [-3, 3] x 381 log-stds in [-8, 1.5],
+#: 301-node Gauss-Hermite expectations, then a 801 x 801 refinement, gives 9.999998 at
+#: std 3e-4). The two-lane optimum, which puts mass 0.1 on the fast lane, is 10.2: a unimodal
+#: policy cannot represent it (the paper's L1).
+TANH_GAUSSIAN_TOY_OPTIMUM = 10.0
+
+
+def test_the_best_feasible_tanh_gaussian_on_the_toy_is_the_safe_peak() -> None:
+    from algd_jax.envs.toy import TwoModeBandit
+
+    bandit = TwoModeBandit()
+    nodes, weights = np.polynomial.hermite_e.hermegauss(151)
+    weights = weights / weights.sum()
+    means = np.linspace(-3.0, 3.0, 601)
+    log_stds = np.linspace(-7.0, 1.5, 171)
+    u = means[:, None, None] + np.exp(log_stds)[None, :, None] * nodes
+    actions = np.tanh(u)[..., None]
+    ret, cost = bandit.reward(actions) @ weights, bandit.cost(actions) @ weights
+    best = np.where(cost <= bandit.budget, ret, -np.inf)
+    i, j = np.unravel_index(np.argmax(best), best.shape)
+    assert best[i, j] == pytest.approx(TANH_GAUSSIAN_TOY_OPTIMUM, abs=1e-3)
+    assert best.max() <= TANH_GAUSSIAN_TOY_OPTIMUM + 1e-9
+    assert np.tanh(means[i]) == pytest.approx(bandit.safe_mode, abs=5e-3)
+    assert log_stds[j] == log_stds[0]  # the narrowest policy searched
+    assert bandit.constrained_optimum().value == pytest.approx(10.2)
+    # a policy spread over both lanes pays for the gap between them: every feasible one
+    # with std >= 0.3 returns at most 9.6
+    wide = np.exp(log_stds) >= 0.3
+    assert best[:, wide].max() < 9.6
