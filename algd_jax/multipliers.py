@@ -18,6 +18,7 @@ learners.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Literal
 
 import jax
@@ -35,8 +36,11 @@ def _check(rule: str) -> None:
         raise ValueError(f"unknown multiplier rule {rule!r}; choose one of {', '.join(RULES)}")
 
 
+@lru_cache(maxsize=64)
 def multiplier_tx(rule: MultiplierRule, lr: float) -> optax.GradientTransformation:
-    """The optimiser of the stored parameter."""
+    """The optimiser of the stored parameter; one object per `(rule, lr)`, because it is a
+    static field of the state: equal configs must give equal pytree structures, or every
+    new learner (a resume, another seed) would compile its programs again."""
     _check(rule)
     return optax.sgd(lr) if rule == "projected" else optax.adam(lr)
 
