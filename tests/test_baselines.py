@@ -319,3 +319,25 @@ def test_the_best_feasible_tanh_gaussian_on_the_toy_is_the_safe_peak() -> None:
     # with std >= 0.3 returns at most 9.6
     wide = np.exp(log_stds) >= 0.3
     assert best[:, wide].max() < 9.6
+
+
+def test_a_diverged_baseline_stops_like_algd(tmp_path, capsys) -> None:
+    """A learning rate that blows the critics up stops the run with one line naming the
+    metric, the update and the last good checkpoint (the loop's check, for any entry)."""
+    import re
+
+    from algd_jax.checkpointing import Checkpointer
+    from experiments.run import main
+    from tests.conftest import tiny_flags
+
+    run_dir = tmp_path / "nan"
+    args = tiny_flags("sac-auglag") + [
+        "--initial-steps", "150", "--critic-lr", "1e30", "--cost-critic-lr", "1e30",
+        "--total-steps", "300", "--run-dir", str(run_dir),
+    ]  # fmt: skip
+    assert main(args) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert re.search(r"non-finite \w+ at update \d+ \(after env step \d+\)", err), err
+    assert "Last good checkpoint: step 100" in err
+    assert Checkpointer(run_dir).steps() == [100]
