@@ -66,9 +66,7 @@ class Range:
             return f"must be {self.describe()}"
         if self.low is not None and (value < self.low or (self.low_open and value == self.low)):
             return f"must be {self.describe()}"
-        if self.high is not None and (
-            value > self.high or (self.high_open and value == self.high)
-        ):
+        if self.high is not None and (value > self.high or (self.high_open and value == self.high)):
             return f"must be {self.describe()}"
         return None
 
