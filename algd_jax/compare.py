@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from algd_jax.judging import judged_column
 from algd_jax.logging_utils import read_progress
 from algd_jax.train_config import GROUP_FILE, RunError, load_run_config
 
@@ -98,11 +99,9 @@ def _float(text: str | None) -> float:
 
 
 def judged_cost(spec: dict[str, Any]) -> tuple[str, float]:
-    """(cost kind, limit): the discounted cost against the budget h for tasks judged on
-    it, the undiscounted episode cost against the episode limit otherwise."""
-    if spec.get("eval_cost") == "discounted":
-        return "discounted_cost", float(spec["cost_budget"])
-    return "cost", float(spec["episode_cost_limit"])
+    """(cost kind, limit) of a run's task, by the one rule of `algd_jax.judging`."""
+    kind, limit, _ = judged_column(spec)
+    return kind, limit
 
 
 def find_run_dirs(paths: Sequence[Path]) -> list[Path]:

@@ -465,11 +465,19 @@ def _bandit_loop(algorithm: Algorithm, run: BanditRun, bandit: TwoModeBandit) ->
     def measure(state: Any, key: jax.Array, metrics: dict[str, jax.Array]) -> dict[str, Any]:
         trace = _measure(algorithm, state, key, run.eval_samples, bandit)
         trace["violation"] = jnp.maximum(trace["cost"] - bandit.budget, 0.0)
-        # the multiplier after the last of the U updates
-        trace["multiplier"] = metrics["multiplier"][-1]
-        trace["replay_cost"] = jnp.mean(metrics["qc_risk"])
-        for name in ("critic_loss", "cost_critic_loss", "score_target_norm"):
-            trace[name] = jnp.mean(metrics[name])
+        # the multiplier after the last of the U updates; a learner that logs its
+        # quantities under other names (RCRL's state-wise multiplier and feasibility
+        # value) is traced by those, one without a score target by NaN
+        nan = jnp.full_like(metrics["critic_loss"], jnp.nan)
+        multiplier = metrics.get("multiplier", metrics.get("multiplier_state_mean", nan))
+        trace["multiplier"] = multiplier[-1]
+        trace["replay_cost"] = jnp.mean(
+            metrics.get("qc_risk", metrics.get("feasibility_value", nan))
+        )
+        cost_loss = metrics.get("cost_critic_loss", metrics.get("feasibility_critic_loss", nan))
+        trace["cost_critic_loss"] = jnp.mean(cost_loss)
+        for name in ("critic_loss", "score_target_norm"):
+            trace[name] = jnp.mean(metrics.get(name, nan))
         return trace
 
     spec = dataclasses.replace(get_task("ToyTwoModeBandit"), cost_budget=bandit.budget)
@@ -613,7 +621,8 @@ def train_on_device(
     `config.json`, `progress.csv`, `tb/` and agent checkpoints to `run_dir` (one seed) or
     `run_dir/seed<k>/` (several), like the host loop.
     """
-    from algd_jax.training import EPISODE_COLUMNS, TIMING_COLUMNS, cost_limit_of, feasible
+    from algd_jax.judging import cost_limit_of, feasible
+    from algd_jax.training import EPISODE_COLUMNS, TIMING_COLUMNS
 
     run = run.validate()
     algorithm = get_algorithm(algo if algo is not None else hparams.agent)

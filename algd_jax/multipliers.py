@@ -9,6 +9,7 @@ episode costs), so that `lambda` grows while `J > h`:
 * `adam`: Adam on `log lambda` (the authors' ALGD code, CAL); lambda > 0 by construction.
 * `projected`: projected ascent `lambda <- max(0, lambda + lr (J - h))` (ALGD paper, Alg. 1
   line 21): plain SGD on lambda, clipped at zero.
+* `adam-clamped`: Adam on lambda itself, then clamped at zero (OmniSafe's `Lagrange`).
 
 A rule with memory (a PID controller on the violation) keeps that memory in its own
 `TrainState.opt_state`-like fields; adding one is a new entry here, not a change to the
@@ -17,6 +18,7 @@ learners.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Literal
 
 import jax
@@ -25,8 +27,8 @@ import numpy as np
 import optax
 from flax.training.train_state import TrainState
 
-MultiplierRule = Literal["adam", "projected"]
-RULES: tuple[str, ...] = ("adam", "projected")
+MultiplierRule = Literal["adam", "projected", "adam-clamped"]
+RULES: tuple[str, ...] = ("adam", "projected", "adam-clamped")
 
 
 def _check(rule: str) -> None:
@@ -34,10 +36,13 @@ def _check(rule: str) -> None:
         raise ValueError(f"unknown multiplier rule {rule!r}; choose one of {', '.join(RULES)}")
 
 
+@lru_cache(maxsize=64)
 def multiplier_tx(rule: MultiplierRule, lr: float) -> optax.GradientTransformation:
-    """The optimiser of the stored parameter."""
+    """The optimiser of the stored parameter; one object per `(rule, lr)`, because it is a
+    static field of the state: equal configs must give equal pytree structures, or every
+    new learner (a resume, another seed) would compile its programs again."""
     _check(rule)
-    return optax.adam(lr) if rule == "adam" else optax.sgd(lr)
+    return optax.sgd(lr) if rule == "projected" else optax.adam(lr)
 
 
 def value(rule: MultiplierRule, param: jax.Array) -> jax.Array:
@@ -49,6 +54,8 @@ def create_multiplier(
     rule: MultiplierRule, initial: float, tx: optax.GradientTransformation
 ) -> TrainState:
     """A multiplier state starting at lambda = `initial` (> 0 for `adam`, >= 0 otherwise)."""
+    if rule != "adam":
+        initial = max(initial, 0.0)
     _check(rule)
     param = np.log(initial) if rule == "adam" else initial
     return TrainState.create(
@@ -71,6 +78,6 @@ def dual_step(
 
     loss, grad = jax.value_and_grad(loss_fn)(multiplier.params)
     new = multiplier.apply_gradients(grads=grad)
-    if rule == "projected":
+    if rule != "adam":
         new = new.replace(params={"value": jnp.maximum(new.params["value"], 0.0)})
     return new, loss

@@ -47,10 +47,12 @@ silu_recomputed = jax.checkpoint(nn.silu)
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "relu": nn.relu,
     "silu": silu_recomputed,
+    "elu": nn.elu,  # RCRL's networks
 }
 KERNEL_INITS: dict[str, Initializer] = {
     "xavier_uniform": nn.initializers.xavier_uniform(),
     "scaled_normal": scaled_normal_init,
+    "he_normal": nn.initializers.he_normal(),  # RCRL's networks
 }
 
 

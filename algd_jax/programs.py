@@ -119,11 +119,19 @@ class Programs:
 
     `act(states, obs [S, ds], keys [S], step, deterministic) -> actions [S, da]`: one action
     per seed, its noise key `fold_in(keys[k], step)`.
-    `train(states, sums, batch [S, U, B, ...], first_update, env_step) -> (states, sums)`:
-    U fused updates per seed plus metric accumulation; states and sums are donated.
+    `train(states, sums, batch [S, U, B, ...], first_update, env_step, info=None) ->
+    (states, sums)`: per seed, `observe(state, info[k])` (when `info`, a `LoopInfo` with a
+    leading seed axis, is given), then U fused updates, plus metric accumulation; states and
+    sums are donated.
     """
 
-    def __init__(self, act: Callable[..., Any], update: Callable[..., Any], axis: SeedAxis):
+    def __init__(
+        self,
+        act: Callable[..., Any],
+        update: Callable[..., Any],
+        axis: SeedAxis,
+        observe: Callable[..., Any] | None = None,
+    ):
         self.axis = axis
 
         def act_one(state: Any, obs: jax.Array, key: jax.Array, step: jax.Array, det: bool):
@@ -135,15 +143,27 @@ class Programs:
 
         many = fused(update)
 
-        def train_one(state: Any, sums: Any, batch: Batch, first_update: Any, env_step: Any):
+        def train_one(
+            state: Any, sums: Any, batch: Batch, info: Any, first_update: Any, env_step: Any
+        ):
+            if info is not None and observe is not None:
+                state = observe(state, info)
             state, metrics = many(state, batch)
             return state, _accumulate(sums, metrics, first_update, env_step)
 
-        def train_all(states: Any, sums: Any, batch: Batch, first_update: Any, env_step: Any):
-            return over_seeds(train_one, axis, 3)(
+        def train_all(
+            states: Any,
+            sums: Any,
+            batch: Batch,
+            first_update: Any,
+            env_step: Any,
+            info: Any = None,
+        ):
+            return over_seeds(train_one, axis, 4)(
                 states,
                 sums,
                 batch,
+                info,
                 jnp.asarray(first_update, jnp.int32),
                 jnp.asarray(env_step, jnp.int32),
             )
@@ -153,6 +173,12 @@ class Programs:
 
 
 @lru_cache(maxsize=32)
-def programs(act: Callable[..., Any], update: Callable[..., Any], axis: SeedAxis) -> Programs:
-    """The (cached) programs of an algorithm's `act` and `update` on a seed axis."""
-    return Programs(act, update, axis)
+def programs(
+    act: Callable[..., Any],
+    update: Callable[..., Any],
+    axis: SeedAxis,
+    observe: Callable[..., Any] | None = None,
+) -> Programs:
+    """The (cached) programs of an algorithm's `act`, `update` and `observe` on a seed
+    axis."""
+    return Programs(act, update, axis, observe)

@@ -92,7 +92,9 @@ class TrainConfig:
     """A named set of the algorithm's option values, applied before the flags below (which
     still override it). ALGD: `authors-code` (= the defaults: the authors' released code)
     or `paper` (every value the paper states: M = N = 6, targets every 5th update, sigma in
-    [1e-4, 0.1], kappa = 0, projected multiplier, score-only actor loss)."""
+    [1e-4, 0.1], kappa = 0, projected multiplier, score-only actor loss). The baselines:
+    `paper` (the ALGD paper's comparison: M = 6, batch 256, U = 10); sac-lag also
+    `omnisafe` (OmniSafe's SACLag.yaml, loop values included)."""
     cost_limit: float | None = ranged(None, Range(low=0.0, allow_none=True))
     """Cost limit overriding the task's default: the critic budget h on the discounted
     cost for the paper's velocity tasks, the per-episode limit C for Safety-Gymnasium tasks
@@ -282,6 +284,25 @@ def presets(config: TrainConfig, spec: TaskSpec) -> TrainConfig:
     if paper_total is not None:
         values["total_steps"] = paper_total
     return dataclasses.replace(config, **values)
+
+
+def algorithm_presets(config: TrainConfig, spec: TaskSpec) -> TrainConfig:
+    """`config` with what its algorithm's preset sets besides the options (loop values
+    such as U and the batch size: `Algorithm.loop_presets`) and the option values that
+    depend on the task (`Algorithm.task_preset`), applied over the task presets; the flags
+    parsed afterwards still win."""
+    algorithm = config.algorithm
+    loop = dict(algorithm.loop_presets.get(config.preset, {}))
+    options: dict[str, Any] = {}
+    for key, value in algorithm.task_preset(config.preset, spec).items():
+        if key.startswith("loop."):
+            loop[key.removeprefix("loop.")] = value
+        else:
+            options[key] = value
+    hparams = config.with_hparams().hparams
+    if options:
+        hparams = dataclasses.replace(hparams, **options)
+    return dataclasses.replace(config, **loop, hparams=hparams)
 
 
 # -- command line ----------------------------------------------------------------------
@@ -574,11 +595,13 @@ def parse_command_line(argv: Sequence[str], prog: str = "experiments.run") -> Tr
     if pre.help:
         # Show the presets of the chosen task if it resolves, the generic defaults if not.
         with contextlib.suppress(RunError):
-            base = presets(base, resolve_task(base))
+            spec = resolve_task(base)
+            base = algorithm_presets(presets(base, spec), spec)
         tyro.cli(cli_type(algo), args=list(argv), default=_to_cli(base), prog=prog)  # exits
     _check_flags(argv, algorithm)
     spec = resolve_task(base)
-    parsed = parse_args(cli_type(algo), argv, prog, _to_cli(presets(base, spec)))
+    defaults = algorithm_presets(presets(base, spec), spec)
+    parsed = parse_args(cli_type(algo), argv, prog, _to_cli(defaults))
     return _from_cli(parsed).validate()
 
 

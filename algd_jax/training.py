@@ -50,6 +50,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from algd_jax.algorithms import Algorithm
+from algd_jax.algorithms.base import LoopInfo
 from algd_jax.checkpointing import Checkpointer
 from algd_jax.envs import TaskSpec, make_env
 from algd_jax.faults import (
@@ -59,6 +60,7 @@ from algd_jax.faults import (
     require_writable,
     write_fault,
 )
+from algd_jax.judging import cost_kind, cost_limit_of, feasible
 from algd_jax.logging_utils import (
     TIMING_PREFIX,
     Display,
@@ -84,8 +86,10 @@ from algd_jax.train_config import (
 
 # Independent random streams derived from the run seed (see `stream_seed`).
 TRAIN_ENV_STREAM, EVAL_ENV_STREAM, REPLAY_STREAM, ACT_STREAM = 0, 1, 2, 3
-#: Version of the checkpoint layout this loop writes and reads.
-CHECKPOINT_FORMAT = 2
+#: Uniform warm-up actions (`Algorithm.warmup_acting == "uniform"`), from (seed, env step).
+UNIFORM_ACT_STREAM = 4
+#: Version of the checkpoint layout this loop writes and reads (3: the episode window).
+CHECKPOINT_FORMAT = 3
 
 #: Columns of progress.csv before the per-update metrics (which follow, sorted).
 EPISODE_COLUMNS = (
@@ -162,11 +166,23 @@ class LoopState(struct.PyTreeNode):
     epoch_totals: np.ndarray  # [S, 4] float64, their summed totals
     last_episode: np.ndarray  # [S, 4] float64, the last ended episode
     best_eval_return: np.ndarray  # [S] float64, best feasible evaluation return
+    # the last W finished training episodes, oldest first (W = Algorithm.episode_window;
+    # filled: the last min(episode_index, W)); see `push_episode` and `loop_info`. Stored
+    # max(W, 1) wide: a checkpoint cannot hold an empty array.
+    window_costs: np.ndarray  # [S, max(W, 1)] float64, undiscounted episode costs
+    window_discounted_costs: np.ndarray  # [S, max(W, 1)] float64, discounted episode costs
+    window_returns: np.ndarray  # [S, max(W, 1)] float64, episode returns
     act_key: jax.Array  # [S] PRNG keys of the acting noise
     sums: dict[str, Any]  # [S] device accumulators of the update metrics
 
     @classmethod
-    def create(cls, seeds: list[int], spec: TaskSpec, metric_names: tuple[str, ...]) -> LoopState:
+    def create(
+        cls,
+        seeds: list[int],
+        spec: TaskSpec,
+        metric_names: tuple[str, ...],
+        episode_window: int = 0,
+    ) -> LoopState:
         num = len(seeds)
         zeros = lambda *shape: np.zeros((num, *shape), np.int64)  # noqa: E731
         nan = lambda *shape: np.full((num, *shape), np.nan)  # noqa: E731
@@ -187,6 +203,9 @@ class LoopState(struct.PyTreeNode):
             epoch_totals=np.zeros((num, 4)),
             last_episode=nan(4),
             best_eval_return=nan(),
+            window_costs=np.zeros((num, max(episode_window, 1))),
+            window_discounted_costs=np.zeros((num, max(episode_window, 1))),
+            window_returns=np.zeros((num, max(episode_window, 1))),
             act_key=jnp.stack([jax.random.key(stream_seed(s, ACT_STREAM)) for s in seeds]),
             sums=new_sums(metric_names, num),
         )
@@ -238,21 +257,58 @@ def _untimed(_phase: str) -> Iterator[None]:
     yield
 
 
-def feasible(spec: TaskSpec, summary: dict[str, float]) -> bool:
-    """Whether an evaluation's cost is within the task's limit (the quantity the task
-    reports: discounted cost against h, or summed cost against C)."""
-    if spec.eval_cost == "discounted":
-        return summary["discounted_cost"] <= spec.cost_budget
-    assert spec.episode_cost_limit is not None
-    return summary["cost"] <= spec.episode_cost_limit
+def push_episode(loop: LoopState, k: int, totals: np.ndarray, window: int) -> None:
+    """Append seed k's finished episode (totals in `EPISODE_FIELDS` order) to its episode
+    window of length `window`, dropping the oldest (in place; nothing when `window` is 0)."""
+    if window == 0:
+        return
+    for window, value in (
+        (loop.window_costs, totals[1]),
+        (loop.window_discounted_costs, totals[2]),
+        (loop.window_returns, totals[0]),
+    ):
+        window[k, :-1] = window[k, 1:]
+        window[k, -1] = value
 
 
-def cost_limit_of(spec: TaskSpec) -> float:
-    """The limit evaluation compares with (see `feasible`)."""
-    if spec.eval_cost == "discounted":
-        return spec.cost_budget
-    assert spec.episode_cost_limit is not None
-    return spec.episode_cost_limit
+def planned_updates(config: TrainConfig) -> int:
+    """Updates a run of `config.total_steps` env steps does: U after every env step from
+    the first one at which both warm-ups are over."""
+    first = max(config.initial_steps, config.learning_starts, 1)
+    return max(config.total_steps - first + 1, 0) * config.updates_per_step
+
+
+def loop_info(loop: LoopState, total_updates: int, window: int) -> LoopInfo:
+    """The `LoopInfo` of every seed (leading axis `[S]`, episode windows `[S, window]`), as
+    device arrays."""
+    start = loop.window_costs.shape[1] - window
+    i32 = lambda x: jnp.asarray(np.asarray(x, np.int32))  # noqa: E731
+    f32 = lambda x: jnp.asarray(np.asarray(x, np.float32))  # noqa: E731
+    return LoopInfo(
+        env_step=i32(loop.env_step),
+        epoch=i32(loop.epoch_index),
+        update_step=i32(loop.update_count),
+        total_updates=i32(np.full(loop.env_step.shape, total_updates)),
+        episode_costs=f32(loop.window_costs[:, start:]),
+        episode_discounted_costs=f32(loop.window_discounted_costs[:, start:]),
+        episode_returns=f32(loop.window_returns[:, start:]),
+        episode_count=i32(loop.episode_index),
+    )
+
+
+def uniform_actions(seeds: list[int], step: int, spec: TaskSpec) -> np.ndarray:
+    """Uniform random actions `[S, da]` in the task's box for env step `step` (0-based),
+    each from its seed and the step (so a resumed run draws the same ones)."""
+    low = np.asarray(spec.action_low, np.float32)
+    high = np.asarray(spec.action_high, np.float32)
+    return np.stack(
+        [
+            np.random.default_rng(stream_seed(s, UNIFORM_ACT_STREAM, step))
+            .uniform(low, high)
+            .astype(np.float32)
+            for s in seeds
+        ]
+    )
 
 
 @contextmanager
@@ -449,7 +505,7 @@ class Trainer:
         self.seeds = config.seed_list
         spec, num = self.spec, len(self.seeds)
         # the episode cost that the task's limit applies to, for the terminal display
-        self.cost_kind = "discounted_cost" if spec.eval_cost == "discounted" else "cost"
+        self.cost_kind = cost_kind(spec)
         if config.resume is None:
             # checked before the slow set-up below, created only once that succeeded
             self.run_dir = config.run_dir or default_run_dir(config, run_root)
@@ -472,8 +528,12 @@ class Trainer:
         self.envs = [self._make_env() for _ in self.seeds]
         self.eval_envs = [self._make_env() for _ in self.seeds] if config.eval_episodes else []
         self.programs: Programs = programs(
-            self.algorithm.act, self.algorithm.update, resolve_seed_axis(config.seed_axis)
+            self.algorithm.act,
+            self.algorithm.update,
+            resolve_seed_axis(config.seed_axis),
+            self.algorithm.observe,
         )
+        self.uniform_warmup = self.algorithm.warmup_acting(self.hparams) == "uniform"
         self.states = stack([new_state(self.algorithm, self.hparams, spec, s) for s in self.seeds])
         self.replay = ReplayBuffer(
             capacity=config.replay_size,
@@ -495,7 +555,8 @@ class Trainer:
             *TIMING_COLUMNS,
         ]
         self.values = [config_values(config, self.hparams, spec, s) for s in self.seeds]
-        self.loop = LoopState.create(self.seeds, spec, self.metric_names)
+        self.window = self.algorithm.episode_window(self.hparams)
+        self.loop = LoopState.create(self.seeds, spec, self.metric_names, self.window)
         self.last_saved_step = -1
         self.refusal: RunError | None = None
         self.checkpointers = [Checkpointer(d, keep=config.keep_checkpoints) for d in self.run_dirs]
@@ -856,9 +917,7 @@ class Trainer:
                         raise self._interrupt()
                     step = self.env_step
                     with phase("action"):
-                        actions = np.asarray(
-                            self.programs.act(self.states, loop.obs, loop.act_key, step, False)
-                        )
+                        actions = self._act(step)
                     self._check_actions(actions, f"at env step {step + 1}")
                     next_obs = np.empty_like(loop.obs)
                     reward, cost = np.empty(num), np.empty(num)
@@ -891,6 +950,7 @@ class Trainer:
                                 batch,
                                 int(loop.update_count[0]),
                                 self.env_step,
+                                loop_info(loop, planned_updates(cfg), self.window),
                             )
                             if self.clock is not None:
                                 jax.block_until_ready(self.states)
@@ -958,6 +1018,14 @@ class Trainer:
         for d in [*self.run_dirs, *roots]:
             _write_json(d / FINISHED_FILE, marker)
 
+    def _act(self, step: int) -> np.ndarray:
+        """The actions `[S, da]` of env step `step` (0-based): uniform in the box during the
+        warm-up of an algorithm that asks for it, the policy's otherwise."""
+        if self.uniform_warmup and step < self.config.initial_steps:
+            return uniform_actions(self.seeds, step, self.spec)
+        loop = self.loop
+        return np.asarray(self.programs.act(self.states, loop.obs, loop.act_key, step, False))
+
     def _close(self) -> None:
         for log in getattr(self, "logs", []):
             log.close()
@@ -988,6 +1056,7 @@ class Trainer:
         loop.epoch_episodes[k] += 1
         loop.epoch_totals[k] += loop.episode[k]
         loop.last_episode[k] = loop.episode[k]
+        push_episode(loop, k, loop.episode[k], self.window)
         if k == 0:
             self.display.status(
                 episode_return=float(loop.episode[k, 0]),

@@ -1,7 +1,12 @@
-"""Milliseconds per ALGD update: the single jitted `update` and the fused `update_many`.
+"""Milliseconds per update of a registered algorithm (ALGD by default): the single jitted
+`update` and the fused U-update program.
 
     python -m benchmarks.train_step [--quick] [--out FILE.json] [--sizes 4,4 6,6]
-                                    [--precision f32 bf16]
+                                    [--precision f32 bf16] [--algo NAME]
+
+`--algo` takes any registered name; for the SAC-family baselines `--sizes` lists the
+ensemble sizes M (default 6, the paper's comparison; `M,N` reads as M) and the networks are
+their defaults (256 units), f32 only.
 
 Paper settings (batch 256, HalfCheetah sizes: observation 17, action 6, K = 5, critics 256,
 score net 128) at (M, N) = (4, 4) and (6, 6). Each timed call re-feeds the state the
@@ -40,8 +45,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from algd_jax.algorithms import get_algorithm, list_algorithms
 from algd_jax.algorithms.algd import ALGDConfig, update, update_many
-from algd_jax.compile_options import CPU_COMPILER_OPTIONS, compiler_options
+from algd_jax.compile_options import CPU_COMPILER_OPTIONS, compiler_options, tuned_jit
 from algd_jax.networks import PRECISIONS
 from benchmarks.common import (
     base_parser,
@@ -108,31 +114,55 @@ def _time_interleaved(
     return result
 
 
+def registry_programs(algo: str) -> tuple[Callable[..., Any], Any, Any]:
+    """`(make_agent(config, seed), update, fused update)` of a registered algorithm for
+    HalfCheetah sizes (obs 17, actions in [-1, 1]^6); the updates jitted with the state
+    donated, as the loop runs them."""
+    from algd_jax.envs import get_task
+    from algd_jax.programs import fused
+    from algd_jax.training import new_state
+
+    algorithm = get_algorithm(algo)
+    spec = get_task("HalfCheetahVelocity")
+
+    def make(config: Any, seed: int = 0) -> Any:
+        return new_state(algorithm, algorithm.resolve(config, spec), spec, seed)
+
+    single = tuned_jit(algorithm.update, donate_argnums=0)
+    many = tuned_jit(fused(algorithm.update), donate_argnums=0)
+    return make, single, many
+
+
 def measure_update(
-    configs: dict[str, ALGDConfig],
+    configs: dict[str, Any],
     batch_size: int,
     updates_per_call: int,
     reps_single: int,
     reps_fused: int,
     seed: int = 0,
+    algo: str | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Compile and time the single and the fused update for each configuration (keyed by a
     name, e.g. the precision), calls of the configurations interleaved.
 
     Returns `{name: {"single": {...}, "fused": {...}, "flops_per_update": float}}`; time
     entries are per update in milliseconds, compile entries in seconds. FLOPs are counted on
-    the first configuration's single update.
+    the first configuration's single update. `algo`: a registered algorithm's update instead of
+    ALGD's (its configs are that algorithm's config type).
     """
+    make, single_update, fused_update = make_agent, update, update_many
+    if algo is not None:
+        make, single_update, fused_update = registry_programs(algo)
     rng = np.random.default_rng(seed)
     one = make_batch(rng, batch_size)
     many = make_batch(rng, batch_size, (updates_per_call,))
-    singles = {name: make_agent(config, seed) for name, config in configs.items()}
-    fuseds = {name: make_agent(config, seed) for name, config in configs.items()}
+    singles = {name: make(config, seed) for name, config in configs.items()}
+    fuseds = {name: make(config, seed) for name, config in configs.items()}
     result: dict[str, dict[str, Any]] = {}
     for name in configs:
-        compiled, single_times = _compile(update, singles[name], one)
+        compiled, single_times = _compile(single_update, singles[name], one)
         flops = cost_flops(compiled)
-        compiled, fused_times = _compile(update_many, fuseds[name], many)
+        compiled, fused_times = _compile(fused_update, fuseds[name], many)
         result[name] = {
             "single": single_times,
             "fused": {
@@ -144,10 +174,15 @@ def measure_update(
         }
     flops = result[next(iter(configs))]["flops_per_update"]
     single = _time_interleaved(
-        {name: lambda st: update(st, one) for name in configs}, singles, reps_single, 2, 1, flops
+        {name: lambda st: single_update(st, one) for name in configs},
+        singles,
+        reps_single,
+        2,
+        1,
+        flops,
     )
     fused = _time_interleaved(
-        {name: lambda st: update_many(st, many) for name in configs},
+        {name: lambda st: fused_update(st, many) for name in configs},
         fuseds,
         reps_fused,
         1,
@@ -222,8 +257,18 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         help="precisions of the matrix products, measured interleaved in one run "
         "(default f32; `f32 bf16` for the bf16/f32 ratio)",
     )
+    parser.add_argument(
+        "--algo",
+        default="algd",
+        choices=list_algorithms(),
+        help="registered algorithm whose update is timed (default algd)",
+    )
     args = parser.parse_args(argv)
     precisions = list(dict.fromkeys(args.precision))
+    if get_algorithm(args.algo).config_type is not ALGDConfig:
+        if precisions != ["f32"]:
+            parser.error(f"--precision: {args.algo} has float32 networks only")
+        return main_registry(args)
 
     quick = args.quick
     if args.sizes:
@@ -242,7 +287,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     peak = matmul_peak(reps=5 if quick else 200)
     points, ratios = [], []
     for members, samples in sizes:
-        config = make_config(ensemble_size=members, mc_samples=samples)
+        config = make_config(ensemble_size=members, mc_samples=samples, agent=args.algo)
         configs = {p: dataclasses.replace(config, precision=p) for p in precisions}
         by_precision = measure_update(configs, batch_size, updates, reps_single, reps_fused)
         for precision, measured in by_precision.items():
@@ -298,6 +343,63 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     return result
 
 
+def main_registry(args: Any) -> dict[str, Any]:
+    """`main` for a registered algorithm other than the ALGD family: ensemble sizes M."""
+    algorithm = get_algorithm(args.algo)
+    quick = args.quick
+    if args.sizes:
+        members = [int(s.split(",")[0]) for s in args.sizes]
+    else:
+        members = [2] if quick else [6]
+    batch_size = args.batch_size or (32 if quick else 256)
+    updates = args.updates_per_call or (2 if quick else 10)
+    reps_single = args.reps or (3 if quick else 40)
+    reps_fused = max(2, args.reps or 3) if quick else max(5, (args.reps or 40) // 4)
+    small = {"critic_hidden": 16, "actor_hidden": 16} if quick else {}
+    info = machine_info()
+    peak = matmul_peak(reps=5 if quick else 200)
+    points = []
+    for m in members:
+        config = algorithm.default_config(ensemble_size=m, **small)
+        measured = measure_update(
+            {"f32": config}, batch_size, updates, reps_single, reps_fused, algo=args.algo
+        )["f32"]
+        flops = measured["flops_per_update"]
+        ideal_ms = flops / (peak["median_gflops"] * 1e6)
+        for kind in ("single", "fused"):
+            entry = measured[kind]
+            entry["ratio_to_peak"] = entry["gflops"] / peak["median_gflops"]
+            entry["ratio_to_ideal"] = entry["median_ms"] / ideal_ms
+            entry["cpu_ratio_to_peak"] = entry["gflops_per_cpu_s"] / peak["gflops_per_cpu_s"]
+        points.append(
+            {
+                "ensemble_size": m,
+                "mc_samples": None,
+                "precision": "f32",
+                "batch_size": batch_size,
+                "critic_hidden": config.critic_hidden,
+                "actor_hidden": config.actor_hidden,
+                "flops_per_update": flops,
+                "ideal_ms": ideal_ms,
+                "single": measured["single"],
+                "fused": measured["fused"],
+            }
+        )
+    result = {
+        "benchmark": "train_step",
+        "algo": args.algo,
+        "quick": quick,
+        "precisions": ["f32"],
+        "machine": info,
+        "matmul_peak": peak,
+        "points": points,
+    }
+    path = write_result(result, args.out, f"train_step_{args.algo}", quick)
+    print(report(result))
+    print(f"wrote {path}")
+    return result
+
+
 def report(result: dict[str, Any]) -> str:
     """The terminal table of a train_step result."""
     peak = result["matmul_peak"]
@@ -308,7 +410,9 @@ def report(result: dict[str, Any]) -> str:
             label = "single" if kind == "single" else f"fused U={e['updates_per_call']}"
             rows.append(
                 [
-                    f"({p['ensemble_size']},{p['mc_samples']})",
+                    f"({p['ensemble_size']},{p['mc_samples']})"
+                    if p.get("mc_samples") is not None
+                    else f"M={p['ensemble_size']}",
                     p.get("precision", "f32"),
                     label,
                     e["median_ms"],
@@ -349,10 +453,16 @@ def report(result: dict[str, Any]) -> str:
     rates = ", ".join(
         f"{name} {entry['median_gflops']:.1f}" for name, entry in peak.get("by_options", {}).items()
     )
+    algo = result.get("algo", "algd")
+    sizes = (
+        f"K {first.get('diffusion_steps')}, critics {first.get('critic_hidden')}, score net "
+        f"{first.get('score_hidden')}"
+        if "diffusion_steps" in first
+        else f"critics {first.get('critic_hidden')}, actor {first.get('actor_hidden')}"
+    )
     header = (
-        f"ALGD update, ms per update (batch {first.get('batch_size')}, K "
-        f"{first.get('diffusion_steps')}, critics {first.get('critic_hidden')}, score net "
-        f"{first.get('score_hidden')}, obs 17, act 6)\n{device_line(result['machine'])}\n"
+        f"{algo} update, ms per update (batch {first.get('batch_size')}, {sizes}, obs 17, "
+        f"act 6)\n{device_line(result['machine'])}\n"
         f"matmul peak ({peak['shape']} f32): {peak['median_gflops']:.1f} GFLOP/s median, "
         f"{peak['best_gflops']:.1f} best, "
         f"{peak['gflops_per_cpu_s']:.1f} per CPU-s (the faster of {rates}; compiled with "

@@ -63,6 +63,7 @@ def evaluate(args: EvaluateArgs) -> int:
 
     from algd_jax.checkpointing import Checkpointer
     from algd_jax.envs import make_env
+    from algd_jax.judging import cost_limit_of, feasible
     from algd_jax.programs import programs, stack
     from algd_jax.rollouts import run_episodes
     from algd_jax.run_files import read_run_config
@@ -72,7 +73,7 @@ def evaluate(args: EvaluateArgs) -> int:
         resolve_hparams,
         resolve_task,
     )
-    from algd_jax.training import cost_limit_of, feasible, new_state, stream_seed
+    from algd_jax.training import new_state, stream_seed
 
     if (args.run_dir / GROUP_FILE).is_file() and not (args.run_dir / "config.json").is_file():
         raise RunError(

@@ -27,6 +27,7 @@ from typing import Any, Literal
 import numpy as np
 import tyro
 
+from algd_jax.judging import judged_column
 from algd_jax.run_files import read_progress, read_run_config
 from algd_jax.train_config import GROUP_FILE, RunError, parse_args
 
@@ -143,14 +144,6 @@ def group_runs(runs: list[Run]) -> dict[str, list[Run]]:
     return groups
 
 
-def judged_cost(spec: dict[str, Any]) -> tuple[str, float, str]:
-    """(column suffix, limit, label) of the cost a task is judged on: the discounted cost
-    against the budget h, or the undiscounted episode cost against the episode limit."""
-    if spec["eval_cost"] == "discounted":
-        return "discounted_cost", float(spec["cost_budget"]), "discounted cost"
-    return "cost", float(spec["episode_cost_limit"]), "episode cost"
-
-
 def _flatten(config: dict[str, Any]) -> dict[str, Any]:
     out = {k: v for k, v in config.items() if k != "hparams" and k not in IGNORED_FIELDS}
     out.update(config.get("hparams", {}))
@@ -158,15 +151,22 @@ def _flatten(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def _labels(groups: dict[str, list[Run]]) -> dict[str, str]:
-    """The agent name, plus the settings that tell groups of the same task apart."""
+    """The agent name, plus the settings that tell groups of the same task apart: loop
+    settings against every group of the task, an algorithm's options against the groups
+    of the same algorithm (another algorithm's options do not tell anything apart)."""
     flat = {key: _flatten(runs[0].config) for key, runs in groups.items()}
+    options = {key: set(runs[0].config.get("hparams", {})) for key, runs in groups.items()}
     labels = {}
     for key, cfg in flat.items():
         same_task = [f for k, f in flat.items() if f["task"] == cfg["task"]]
+        same_algo = [f for f in same_task if f["algo"] == cfg["algo"]]
         differing = sorted(
             name
             for name in cfg
-            if name not in ("algo", "task") and any(f.get(name) != cfg[name] for f in same_task)
+            if name not in ("algo", "task")
+            and any(
+                f.get(name) != cfg[name] for f in (same_algo if name in options[key] else same_task)
+            )
         )
         extra = ", ".join(f"{name}={cfg[name]}" for name in differing)
         seeds = len(groups[key])
@@ -180,6 +180,24 @@ def _labels(groups: dict[str, list[Run]]) -> dict[str, str]:
 def _column(rows: list[dict[str, str]], name: str) -> np.ndarray:
     """A column as floats (NaN where empty, or where the run does not write the column)."""
     return np.array([float(r[name]) if r.get(name, "") != "" else math.nan for r in rows])
+
+
+#: Columns that stand in for `multiplier` and `violation` in a run that logs a quantity of
+#: another kind under its own name (RCRL: the state-wise multiplier lambda(s) and the
+#: feasibility value Q_h(s, pi(s)), whose limit is 0, not h), with the axis label's words.
+STAND_INS = {
+    "train/multiplier": ("train/multiplier_state_mean", "mean state-wise lambda(s)"),
+    "train/violation": ("train/feasibility_value", "max(0, feasibility value Q_h(s, pi))"),
+}
+
+
+def panel_column(runs: list[Run], column: str) -> tuple[str, str | None]:
+    """The column a group of runs is drawn from for a panel's `column`, and the words of a
+    stand-in (None when the runs log `column` itself)."""
+    logged = set(runs[0].rows[0]) if runs[0].rows else set()
+    if column not in logged and column in STAND_INS and STAND_INS[column][0] in logged:
+        return STAND_INS[column]
+    return column, None
 
 
 def aggregate(
@@ -228,20 +246,24 @@ def plot(args: PlotArgs) -> Path:
     prefix = "eval/" if args.source == "eval" else "train/episode_"
     for col, task in enumerate(tasks):
         spec = next(r.task_spec for r in runs if r.config["task"] == task)
-        cost_name, limit, cost_label = judged_cost(spec)
+        cost_name, limit, cost_label = judged_column(spec)
         rows = {
             "return": (prefix + "return", f"{args.source} return"),
             "cost": (prefix + cost_name, f"{args.source} {cost_label}"),
             "multiplier": ("train/multiplier", "multiplier lambda"),
             "violation": ("train/violation", "violation max(0, qc_risk - h)"),
         }
+        stand_ins: dict[str, set[str]] = {panel: set() for panel in panels}
         for key, members in groups.items():
             if members[0].config["task"] != task:
                 continue
             for row, panel in enumerate(panels):
                 ax = axes[row, col]
+                column, stand_in = panel_column(members, rows[panel][0])
+                if stand_in is not None:
+                    stand_ins[panel].add(f"{stand_in} ({members[0].config['algo']})")
                 floor = 0.0 if panel == "violation" else None
-                x, mean, std = aggregate(members, rows[panel][0], floor)
+                x, mean, std = aggregate(members, column, floor)
                 marker = "o" if len(x) == 1 else None  # a lone epoch is a point, not a line
                 ax.plot(x, mean, label=labels[key], color=colours[key], marker=marker)
                 if len(members) > 1:
@@ -250,7 +272,7 @@ def plot(args: PlotArgs) -> Path:
             ax = axes[row, col]
             if panel == "cost":
                 ax.axhline(limit, color="black", linestyle="--", linewidth=1, label="cost limit")
-            ax.set_ylabel(rows[panel][1])
+            ax.set_ylabel("\n".join([rows[panel][1], *sorted(stand_ins[panel])]))
             ax.grid(alpha=0.3)
         axes[0, col].set_title(task)
         axes[-1, col].set_xlabel("environment steps")

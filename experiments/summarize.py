@@ -22,9 +22,10 @@ from pathlib import Path
 import numpy as np
 import tyro
 
+from algd_jax.judging import judged_column
 from algd_jax.options import POSITIVE_INT, check_ranges, ranged
 from algd_jax.train_config import RunError, parse_args
-from experiments.plot import Run, _column, _labels, expand, group_runs, judged_cost, load_run
+from experiments.plot import Run, _column, _labels, expand, group_runs, load_run
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ class SeedResult:
 def seed_result(run: Run, label: str, last: int) -> SeedResult:
     """The mean evaluation return and judged cost over a run's last `last` evaluated rows;
     `RunError` if the run has no evaluation rows."""
-    cost_name, limit, cost_kind = judged_cost(run.task_spec)
+    cost_name, limit, cost_kind = judged_column(run.task_spec)
     returns, costs = _column(run.rows, "eval/return"), _column(run.rows, "eval/" + cost_name)
     evaluated = np.flatnonzero(~np.isnan(returns))
     if evaluated.size == 0:

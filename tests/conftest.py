@@ -18,14 +18,50 @@ import numpy as np
 from algd_jax.algorithms.algd import AgentState, ALGDConfig, create_agent
 from algd_jax.types import Batch
 
-#: Flags of a training run small enough for the default test run (about a second per 100
-#: env steps on a 2-core CPU): used by every command-line and training test.
-TINY = [
+#: The loop's flags of a training run small enough for the default test run, for any
+#: algorithm.
+LOOP_TINY = [
     "--epoch-steps", "100",
     "--initial-steps", "50",
     "--learning-starts", "50",
     "--updates-per-step", "2",
     "--batch-size", "32",
+    "--progress", "off",
+]  # fmt: skip
+
+#: Small sizes of an algorithm's options, each passed to the algorithms that have it.
+TINY_OPTIONS = {
+    "ensemble_size": 2,
+    "mc_samples": 2,
+    "diffusion_steps": 2,
+    "critic_hidden": 16,
+    "score_hidden": 16,
+    "actor_hidden": 16,
+    "multiplier_hidden": 16,
+}
+
+
+def tiny_options(algo: str) -> dict[str, int]:
+    """The `TINY_OPTIONS` that algorithm `algo` has (config field -> value)."""
+    from algd_jax.algorithms import get_algorithm
+
+    names = set(get_algorithm(algo).option_names())
+    return {k: v for k, v in TINY_OPTIONS.items() if k in names}
+
+
+def tiny_flags(algo: str) -> list[str]:
+    """`--algo ALGO`, the loop's tiny flags and that algorithm's tiny sizes: about a second
+    per 100 env steps on a 2-core CPU."""
+    flags = ["--algo", algo, *LOOP_TINY]
+    for name, value in tiny_options(algo).items():
+        flags += ["--" + name.replace("_", "-"), str(value)]
+    return flags
+
+
+#: Flags of a tiny ALGD run (`tiny_flags("algd")` without `--algo`): used by every
+#: command-line and training test of the default algorithm.
+TINY = [
+    *LOOP_TINY[:-2],
     "--ensemble-size", "2",
     "--mc-samples", "2",
     "--diffusion-steps", "2",

@@ -69,6 +69,25 @@ def test_train_step_quick(tmp_path, capsys):
     assert "GFLOP/s" in capsys.readouterr().out
 
 
+BASELINES = ["sac-lag", "sac-auglag", "cal", "rcrl"]
+
+
+# one baseline in the default run (about 50 s of compiles on 2 cores), the others slow
+@pytest.mark.parametrize(
+    "algo", [a if a == "cal" else pytest.param(a, marks=pytest.mark.slow) for a in BASELINES]
+)
+def test_train_step_quick_for_a_baseline(algo, tmp_path, capsys):
+    out = tmp_path / "train_step.json"
+    data = load(out, train_step.main(["--quick", "--algo", algo, "--out", str(out)]))
+    assert data["algo"] == algo
+    (point,) = data["points"]
+    assert point["ensemble_size"] == 2
+    check_positive(point, ["flops_per_update", "ideal_ms", "batch_size"], "point")
+    for kind in ("single", "fused"):
+        check_positive(point[kind], [*STATS, *CPU, "compile_s", "gflops", "ratio_to_peak"], kind)
+    assert f"{algo} update" in capsys.readouterr().out
+
+
 def test_scaling_quick(tmp_path):
     out = tmp_path / "scaling.json"
     data = load(out, scaling.main(["--quick", "--out", str(out)]))

@@ -152,8 +152,9 @@ def test_an_option_of_another_algorithm_is_named(capsys: pytest.CaptureFixture[s
         err = error_line(capsys)
         assert "--temperature is an option of other-test-algo, not of algd" in err
         assert main(["--algo", "other-test-algo", "--rho", "2"]) == 2
-        assert "--rho is an option of algd, lgd, algd-ddpm, not of other-test-algo" in (
-            error_line(capsys)
+        assert (
+            "--rho is an option of algd, lgd, algd-ddpm, sac-auglag, not of other-test-algo"
+            in error_line(capsys)
         )
     finally:
         unregister("other-test-algo")

@@ -143,3 +143,38 @@ def _assert_learned_the_constrained_optimum(algd_run: dict[str, np.ndarray]) -> 
     assert np.all(lam.var(axis=1) <= MULTIPLIER_VARIANCE), report
     # and it learned: the untrained policy straddles the threshold (cost ~2, return ~4)
     assert np.all(algd_run["cost"][:, 0] > 1.0) and np.all(algd_run["return"][:, 0] < 6.0)
+
+
+#: SAC-family baselines on the bandit (small networks, M = 2, the bandit schedule above):
+#: the best feasible expected return of their tanh-Gaussian policy is R_L = 10
+#: (tests/test_baselines.py, TANH_GAUSSIAN_TOY_OPTIMUM), below V* = 10.2. Observed on seeds
+#: 0-2 (2026-12-02, 2 shared vCPUs), last-quarter mean cost / median return / eval action:
+#: CAL 0.14-0.16 / 7.64-7.74 / -0.62; SAC-Lag 0.28-0.35 / 7.54-7.61 / -0.57; SAC-AugLag
+#: 0.13-0.14 / 7.91-7.95 / -0.60. The return stays below the optimum by what the entropy
+#: target (-1 nat) costs a Gaussian spread around the safe peak. RCRL is not checked here:
+#: its official learning rates (actor 2e-5, lambda(s) 6e-7) do not move it in 3200 updates.
+BASELINE_RETURN_BOUND = 7.0
+"""Median E_pi[r] over the last quarter >= 7.0 = 0.7 of the tanh-Gaussian optimum 10: above
+every policy that hedges across the threshold (~4-7 at the start) and below what the
+entropy target allows a Gaussian on the safe peak."""
+
+
+@pytest.mark.slow  # about 2-3 min per algorithm on 2 cores
+@pytest.mark.parametrize("algo", ["cal", "sac-lag", "sac-auglag"])
+def test_baselines_learn_a_feasible_policy_on_the_toy(algo: str) -> None:
+    from algd_jax.algorithms import get_algorithm
+
+    algorithm = get_algorithm(algo)
+    config = algorithm.resolve(
+        algorithm.default_config(critic_hidden=64, actor_hidden=64, ensemble_size=2),
+        get_task(TASK_NAME),
+    )
+    _, traces = train_bandit(config, SEEDS, RUN, algo=algo)
+    bandit = DEFAULT_BANDIT
+    cost = _last_quarter(traces["cost"]).mean(axis=1)
+    ret = np.median(_last_quarter(traces["return"]), axis=1)
+    report = f"{algo} seeds {SEEDS}: cost {np.round(cost, 3)}, return {np.round(ret, 3)}"
+    assert np.all(np.isfinite(traces["return"])) and np.all(np.isfinite(traces["cost"])), report
+    assert np.all(cost <= bandit.budget + COST_TOLERANCE), report
+    assert np.all(ret >= BASELINE_RETURN_BOUND), report
+    assert np.all(ret <= 10.0 + 1e-6), report  # no tanh-Gaussian does better (the optimum)

@@ -6,22 +6,30 @@ names every entry.
 """
 
 from algd_jax.algorithms import algd as _algd  # noqa: F401  (registers algd, lgd, algd-ddpm)
+from algd_jax.algorithms import cal as _cal  # noqa: F401  (registers cal)
+from algd_jax.algorithms import rcrl as _rcrl  # noqa: F401  (registers rcrl)
+from algd_jax.algorithms import sac_auglag as _sac_auglag  # noqa: F401  (registers sac-auglag)
+from algd_jax.algorithms import sac_lag as _sac_lag  # noqa: F401  (registers sac-lag)
 from algd_jax.algorithms.base import (
     ActionSpace,
     Algorithm,
+    LoopInfo,
     UnknownAlgorithmError,
     get_algorithm,
     list_algorithms,
     register,
     unregister,
+    window_mean,
 )
 
 __all__ = [
     "ActionSpace",
     "Algorithm",
+    "LoopInfo",
     "UnknownAlgorithmError",
     "get_algorithm",
     "list_algorithms",
     "register",
     "unregister",
+    "window_mean",
 ]

@@ -9,6 +9,32 @@ state pytree (the config travels inside the state as a static field):
 
 Nothing here knows of loops, seeds, environments or files: the loops (`algd_jax.programs`)
 jit these functions, fuse U updates in one `lax.scan` and map them over a seed axis.
+
+The contract between the loop and an algorithm
+----------------------------------------------
+* Static: the config (a frozen dataclass of hashable plain values) is a static field of
+  the state pytree (`struct.field(pytree_node=False)`), and so are `apply_fn`/`tx` of its
+  train states. Two states of equal configs must share one pytree structure (build the
+  modules and optimisers once per config, e.g. with `lru_cache`), so a new run, another
+  seed or a restored checkpoint reuses the compiled programs. Every array leaf is a strongly
+  typed JAX array (int32 step counters, float32 parameters).
+* Donated: the loop donates the stacked states (and its metric sums) to the fused program;
+  `update` and `observe` must return new states and never alias an input buffer twice (a
+  target network starts as a copy of, not the same buffer as, its online network).
+* Metrics: `update` returns a flat dict of float32 scalars `[]` named exactly
+  `metric_names(config)`; the loop averages each over an epoch and writes it as the
+  progress.csv / TensorBoard column `train/<name>`. Names that keep one meaning across
+  algorithms: `critic_loss`, `cost_critic_loss`, `actor_loss`, `multiplier` (the scalar
+  lambda), `qc_risk` (the cost statistic the multiplier is driven by), `violation`
+  (`qc_risk - h`). A quantity of another kind gets a name of its own (RCRL's state-wise
+  multiplier `multiplier_state_mean`, its feasibility value `feasibility_value`).
+* Randomness: every draw comes from keys in the state (`update`) or passed in (`act`).
+* Loop information (`LoopInfo`): once per fused call, before its U updates, inside the
+  same compiled program, the loop calls `observe(state, info)`; an algorithm keeps what its
+  `update` needs from it in its state. `info` is per seed (the loop maps over seeds).
+* Acting during the warm-up (`--initial-steps`): `warmup_acting(config)` is `policy` (the
+  untrained policy, ALGD and CAL) or `uniform` (uniform random actions in the box,
+  OmniSafe); the loop draws uniform actions from the seed and the env step (exact resume).
 """
 
 from __future__ import annotations
@@ -19,7 +45,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+import flax.struct as struct
 import jax
+import jax.numpy as jnp
 
 from algd_jax.types import Batch, Metrics
 
@@ -31,6 +59,70 @@ class ActionSpace(Protocol):
     act_dim: int
     action_low: tuple[float, ...]
     action_high: tuple[float, ...]
+
+
+class LoopInfo(struct.PyTreeNode):
+    """What the loop tells an algorithm besides the replay batch, for one seed.
+
+    Attributes (device arrays):
+        env_step: int32 `[]`, environment steps taken so far by this seed.
+        epoch: int32 `[]`, completed epochs.
+        update_step: int32 `[]`, gradient updates done before this fused call.
+        total_updates: int32 `[]`, updates the run plans in all (for decaying schedules;
+            it grows when a resume raises `--total-steps`).
+        episode_costs: float32 `[W]`, undiscounted costs `sum_t c_t` of the last W finished
+            training episodes, oldest first (only the last `min(episode_count, W)` are
+            filled; the rest are 0).
+        episode_discounted_costs: float32 `[W]`, their discounted costs
+            `sum_t gamma_c**t c_t` (what the speed tasks' budget h applies to).
+        episode_returns: float32 `[W]`, their returns.
+        episode_count: int32 `[]`, finished training episodes so far.
+    """
+
+    env_step: jax.Array
+    epoch: jax.Array
+    update_step: jax.Array
+    total_updates: jax.Array
+    episode_costs: jax.Array
+    episode_discounted_costs: jax.Array
+    episode_returns: jax.Array
+    episode_count: jax.Array
+
+
+def window_mean(values: jax.Array, count: jax.Array) -> jax.Array:
+    """The mean over the filled part of an episode window `values [W]` (the last
+    `min(count, W)` entries); 0 when no episode has finished or W = 0. float32 `[]`."""
+    width = values.shape[-1]
+    if width == 0:
+        return jnp.zeros((), jnp.float32)
+    filled = jnp.minimum(count, width)
+    mask = jnp.arange(width) >= width - filled
+    total = jnp.sum(jnp.where(mask, values, 0.0), axis=-1)
+    return jnp.where(filled > 0, total / jnp.maximum(filled, 1), 0.0).astype(jnp.float32)
+
+
+def no_observe(state: Any, info: LoopInfo) -> Any:
+    """The default `observe`: the loop's information is not used."""
+    del info
+    return state
+
+
+def policy_warmup(config: Any) -> Literal["policy", "uniform"]:
+    """The default `warmup_acting`: the untrained policy acts during the warm-up."""
+    del config
+    return "policy"
+
+
+def no_window(config: Any) -> int:
+    """The default `episode_window`: the loop keeps no episode window."""
+    del config
+    return 0
+
+
+def no_task_preset(preset: str, spec: Any) -> dict[str, Any]:
+    """The default `task_preset`: no option depends on the task."""
+    del preset, spec
+    return {}
 
 
 @dataclass(frozen=True)
@@ -54,6 +146,16 @@ class Algorithm:
             `on-policy` ones (PPO-Lag) need rollouts, which the loop does not drive yet.
         presets: named sets of option values (`--preset NAME`); the config's own defaults
             are the preset `defaults`.
+        loop_presets: for a preset name, the loop (`TrainConfig`) values it sets too (batch
+            size, U, warm-up steps), applied after the task's presets.
+        task_preset: `(preset, spec) -> option values` that depend on the task (CAL's
+            per-task overrides), applied over `presets`; a flag the user sets still wins.
+            Keys are config fields, or loop fields prefixed `loop.`.
+        observe: `(state, LoopInfo) -> state`, pure; called once per fused call, before its
+            U updates (default: identity).
+        warmup_acting: `config -> "policy" | "uniform"` (default: policy).
+        episode_window: `config -> W`, the number of finished episodes the loop keeps for
+            `LoopInfo` (default 0).
     """
 
     name: str
@@ -68,6 +170,11 @@ class Algorithm:
     task_fields: tuple[str, ...] = ()
     kind: Literal["off-policy", "on-policy"] = "off-policy"
     presets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    loop_presets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    task_preset: Callable[[str, Any], dict[str, Any]] = no_task_preset
+    observe: Callable[[Any, LoopInfo], Any] = no_observe
+    warmup_acting: Callable[[Any], Literal["policy", "uniform"]] = policy_warmup
+    episode_window: Callable[[Any], int] = no_window
 
     def default_config(self, **overrides: Any) -> Any:
         """The entry's config with its fixed values and `overrides` applied."""
