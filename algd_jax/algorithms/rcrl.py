@@ -38,6 +38,7 @@ from algd_jax.algorithms.base import ActionSpace, Algorithm, register
 from algd_jax.critics import polyak, target_update_due
 from algd_jax.options import (
     DISCOUNT,
+    FINITE,
     FRACTION,
     POSITIVE,
     POSITIVE_INT,
@@ -72,9 +73,9 @@ class RCRLConfig:
     """Factor on h(s) (official `cost_scale`: 20, with the indicator)."""
     feasibility_gamma: float = ranged(0.99, UNIT_INTERVAL)
     """gamma_h of the reachability backup (JAX ports: 0.99; official: 1.0)."""
-    violation_clip_low: float = -10.0
+    violation_clip_low: float = ranged(-10.0, FINITE)
     """Lower clip of Q_h in the multiplier loss (official: -10)."""
-    violation_clip_high: float = 100.0
+    violation_clip_high: float = ranged(100.0, FINITE)
     """Upper clip of Q_h in the multiplier loss (official: 100)."""
     policy_delay: int = ranged(4, POSITIVE_INT)
     """The actor, alpha and the targets move on every k-th update (official
@@ -119,9 +120,9 @@ class RCRLConfig:
     """Hidden activation of the feasibility critic (official: ELU)."""
     cost_kernel_init: str = "he_normal"
     """Weight init of the feasibility critic (official: He normal)."""
-    log_std_min: float = -5.0
+    log_std_min: float = ranged(-5.0, FINITE)
     """Lower clip of the actor's log-std (official: -5)."""
-    log_std_max: float = 1.0
+    log_std_max: float = ranged(1.0, FINITE)
     """Upper clip of the actor's log-std (official: 1)."""
 
     def validate(self) -> RCRLConfig:
