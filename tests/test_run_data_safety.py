@@ -555,10 +555,10 @@ def test_out_of_memory_during_a_run_stops_with_one_line(
     )
     real_train = trainer.programs.train
 
-    def train(states, sums, batch, first, env_step):  # type: ignore[no-untyped-def]
+    def train(states, sums, batch, first, env_step, *info):  # type: ignore[no-untyped-def]
         if env_step > 150:
             raise RuntimeError("RESOURCE_EXHAUSTED: Out of memory allocating 8589934592 bytes.")
-        return real_train(states, sums, batch, first, env_step)
+        return real_train(states, sums, batch, first, env_step, *info)
 
     monkeypatch.setattr(trainer.programs, "train", train)
     with pytest.raises(RunError) as stopped:
