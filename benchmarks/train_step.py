@@ -232,6 +232,19 @@ def bf16_matmul_rates(reps: int, m: int = 1024, k: int = 256, n: int = 256) -> d
     return {"shape": f"{m}x{k}x{n}", "median_gflops": rates}
 
 
+def rate_against_peak(measured: dict[str, Any], peak: dict[str, Any]) -> float:
+    """Add to `measured`'s single and fused entries their ratios to the matmul peak (wall and
+    CPU time) and to the ideal time; return the ideal ms/update at that peak."""
+    ideal_ms = measured["flops_per_update"] / (peak["median_gflops"] * 1e6)
+    for kind in ("single", "fused"):
+        entry = measured[kind]
+        entry["ratio_to_peak"] = entry["gflops"] / peak["median_gflops"]
+        entry["ratio_to_ideal"] = entry["median_ms"] / ideal_ms
+        # the same comparison in CPU time, which other load disturbs less
+        entry["cpu_ratio_to_peak"] = entry["gflops_per_cpu_s"] / peak["gflops_per_cpu_s"]
+    return ideal_ms
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser = base_parser(__doc__.split("\n")[0])
     parser.add_argument(
@@ -292,13 +305,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         by_precision = measure_update(configs, batch_size, updates, reps_single, reps_fused)
         for precision, measured in by_precision.items():
             flops = measured["flops_per_update"]
-            ideal_ms = flops / (peak["median_gflops"] * 1e6)
-            for kind in ("single", "fused"):
-                entry = measured[kind]
-                entry["ratio_to_peak"] = entry["gflops"] / peak["median_gflops"]
-                entry["ratio_to_ideal"] = entry["median_ms"] / ideal_ms
-                # the same comparison in CPU time, which other load disturbs less
-                entry["cpu_ratio_to_peak"] = entry["gflops_per_cpu_s"] / peak["gflops_per_cpu_s"]
+            ideal_ms = rate_against_peak(measured, peak)
             points.append(
                 {
                     "ensemble_size": members,
@@ -365,12 +372,7 @@ def main_registry(args: Any) -> dict[str, Any]:
             {"f32": config}, batch_size, updates, reps_single, reps_fused, algo=args.algo
         )["f32"]
         flops = measured["flops_per_update"]
-        ideal_ms = flops / (peak["median_gflops"] * 1e6)
-        for kind in ("single", "fused"):
-            entry = measured[kind]
-            entry["ratio_to_peak"] = entry["gflops"] / peak["median_gflops"]
-            entry["ratio_to_ideal"] = entry["median_ms"] / ideal_ms
-            entry["cpu_ratio_to_peak"] = entry["gflops_per_cpu_s"] / peak["gflops_per_cpu_s"]
+        ideal_ms = rate_against_peak(measured, peak)
         points.append(
             {
                 "ensemble_size": m,
