@@ -20,7 +20,7 @@ from pathlib import Path
 import tyro
 
 from algd_jax import compare as cmp
-from algd_jax.train_config import RunError
+from algd_jax.train_config import RunError, parse_args
 
 
 @dataclass(frozen=True)
@@ -80,8 +80,8 @@ def compare(args: CompareArgs) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = tyro.cli(CompareArgs, args=argv, prog="python -m experiments.compare")
     try:
+        args = parse_args(CompareArgs, argv, prog="python -m experiments.compare")
         text = compare(args)
     except RunError as err:
         print(f"error: {err}", file=sys.stderr)

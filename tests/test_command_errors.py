@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from experiments import check_reference, evaluate, landscape, plot, summarize
+from experiments import check_reference, compare, evaluate, landscape, plot, summarize
 from tests.conftest import run_module
 
 
@@ -58,6 +58,13 @@ CASES = {
             (["RUN", "--grid", "x"], "argument --grid: invalid int value: 'x'"),
             (["RUN", "--out", "land.xyz"], "--out land.xyz: unknown image format 'xyz'"),
             (["RUN", "--checkpoint", "mid"], "argument --checkpoint: invalid choice: 'mid'"),
+        ],
+    ),
+    "compare": (
+        compare.main,
+        [
+            (["RUN", "--nope"], "Unrecognized options: --nope"),
+            (["RUN", "--resamples", "many"], "Error parsing --resamples"),
         ],
     ),
     "check_reference": (
