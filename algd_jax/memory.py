@@ -138,7 +138,7 @@ def device_memory() -> tuple[int | None, str]:
         stats = device.memory_stats() or {}
         if "bytes_limit" in stats:
             return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0)), device.platform
-    from algd_jax.training import available_memory
+    from algd_jax.training.lifecycle import available_memory
 
     return available_memory(), "this machine"
 
@@ -173,7 +173,7 @@ def check_update_memory(
     largest array (one per seed when `batched_seeds`) cannot fit in the memory available
     (with `host_bytes`, e.g. the replay, on a CPU where both share it)."""
     from algd_jax.train_config import RunError
-    from algd_jax.training import _human
+    from algd_jax.training.lifecycle import human_bytes as _human
 
     available, where = device_memory()
     if available is None:

@@ -182,3 +182,20 @@ def programs(
     """The (cached) programs of an algorithm's `act`, `update` and `observe` on a seed
     axis."""
     return Programs(act, update, axis, observe)
+
+
+def new_state(algorithm: Any, hparams: Any, spec: Any, seed: int) -> Any:
+    """A freshly initialised learner for one seed, every leaf a strongly typed JAX array.
+
+    Python scalars inside a state (flax's `TrainState.create` leaves `step` an int) are
+    weakly typed for JAX, a restored state's leaves are not, and weak types are part of
+    jit's cache key: fixing them here keeps one compiled program for fresh, updated and
+    restored states.
+    """
+    state = algorithm.init(hparams, spec, jax.random.key(seed))
+
+    def strong(leaf: Any) -> jax.Array:
+        leaf = jnp.asarray(leaf)
+        return jnp.asarray(leaf, dtype=leaf.dtype)
+
+    return jax.tree.map(strong, state)

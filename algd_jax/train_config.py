@@ -131,6 +131,13 @@ class TrainConfig:
     cost_mask: Literal["same", "none"] = "same"
     """Cost TD mask: `same` as the reward mask, or `none` (mask_c = 1, the reference on
     navigation tasks). Preset from the task."""
+    loop: Literal["host", "device"] = "host"
+    """Where the environments step: `host` (the off-policy loop for off-policy algorithms,
+    the on-policy loop for on-policy ones) or `device` (the on-device loop: tasks written
+    in JAX, each epoch one compiled call for all seeds; `--list-tasks` marks them)."""
+    num_envs: int = ranged(1, POSITIVE_INT)
+    """E: environments per seed stepped together (the on-policy and on-device loops; the
+    off-policy host loop steps one per seed)."""
     seed_axis: Literal["auto", "map", "vmap"] = "auto"
     """How several seeds share one compiled program: `map` runs them one after the other
     (bitwise the numbers of each seed alone), `vmap` batches them (faster on a GPU, equal

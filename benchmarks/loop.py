@@ -5,7 +5,7 @@ env steps/s per seed and in total, updates/s, where the time goes, and peak memo
                               [--precision f32 [bf16]]
 
 Each S runs in a fresh child process (so that its peak RSS is its own; `--quick` runs them
-in this process) the real training loop (`algd_jax.training.Trainer`, the code
+in this process) the real training loop (`algd_jax.training.OffPolicyLoop`, the code
 `experiments.run` uses) with S seeds: N env steps without updates (initial exploration; at
 least one batch), then N steps with U = 10 fused updates each per seed (batch 256,
 M = N = 4, K = 5). Every program compiles before the steady part
@@ -103,13 +103,13 @@ def run_loop(
     exploration steps, and the update program compiles in the first updating step, before
     the clock's steady part begins."""
     from algd_jax.train_config import parse_command_line
-    from algd_jax.training import PhaseClock, Trainer
+    from algd_jax.training import OffPolicyLoop, PhaseClock
 
     config = parse_command_line(
         train_argv(steps, quick, workdir / "measured", seeds, seed_axis, precision)
     )
     clock = PhaseClock()
-    trainer = Trainer(config, clock=clock)
+    trainer = OffPolicyLoop(config, clock=clock)
     start = time.perf_counter()
     result = trainer.run()
     end = time.perf_counter()

@@ -56,30 +56,30 @@ def host(seeds: int, warmup: int, epoch_steps: int, epochs: int) -> dict[str, An
 
 
 def device(seeds: int, warmup: int, epoch_steps: int, epochs: int, axis: str) -> dict[str, Any]:
-    """On-device loop, same schedule (its warm-up acts with the policy, like the host's)."""
-    from algd_jax.algorithms import get_algorithm
-    from algd_jax.device_loop import DeviceRun, train_on_device
+    """On-device loop (`--loop device`), same schedule and warm-up (the policy's, like the
+    host's); one more epoch than the host loop, whose first call compiles."""
+    from algd_jax.logging_utils import read_progress
+    from experiments.run import main
 
-    hparams = get_algorithm("algd").default_config(**HPARAMS)
-    run = DeviceRun(
-        total_steps=warmup + (epochs + 1) * epoch_steps,
-        epoch_steps=epoch_steps,
-        warmup_steps=warmup,
-        num_envs=1,
-        updates_per_iteration=2,
-        batch_size=128,
-        eval_episodes=1,
-        warmup="policy",
-    )
-    start = time.perf_counter()
-    result = train_on_device(
-        "DiffDriveCircle",
-        hparams,
-        list(range(seeds)),
-        run,
-        seed_axis=axis,  # type: ignore[arg-type]
-    )
-    return {"env_steps_per_s": result.env_steps_per_s, "wall_s": time.perf_counter() - start}
+    with tempfile.TemporaryDirectory() as tmp:
+        run_dir = Path(tmp) / "run"
+        flags = [f"--{k.replace('_', '-')}={v}" for k, v in HPARAMS.items()]
+        args = [
+            "--task", "DiffDriveCircle", "--loop", "device", "--seed-axis", axis,
+            "--seeds", *map(str, range(seeds)),
+            "--total-steps", str(warmup + (epochs + 1) * epoch_steps),
+            "--initial-steps", str(warmup), "--learning-starts", str(warmup),
+            "--epoch-steps", str(epoch_steps), "--updates-per-step", "2",
+            "--batch-size", "128", "--eval-episodes", "1", "--progress", "off",
+            "--replay-size", str(warmup + (epochs + 1) * epoch_steps),
+            "--run-dir", str(run_dir), *flags,
+        ]  # fmt: skip
+        start = time.perf_counter()
+        assert main(args) == 0
+        wall = time.perf_counter() - start
+        rows = read_progress(run_dir / "seed0" / "progress.csv")
+    speeds = [float(r["time/env_steps_per_s"]) for r in rows[1:]]
+    return {"env_steps_per_s": float(np.mean(speeds)) * seeds, "wall_s": wall}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

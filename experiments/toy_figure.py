@@ -4,7 +4,7 @@
 
 Trains both agents (`algd`: augmented Lagrangian energy L_A; `lgd`: standard Lagrangian L,
 everything else identical) from the same seeds on ``ToyTwoModeBandit`` with the fused loop
-of `algd_jax.device_loop`, and draws one figure with three panels over training:
+of `algd_jax.training.on_device`, and draws one figure with three panels over training:
 the policy's expected return E_pi[r] (with the known constrained optimum V* and ALGD's
 exact Boltzmann fixed point), the multiplier lambda, and the constraint violation
 max(0, E_pi[c] - h). Each curve is the mean over seeds with a band of +- one standard
@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from algd_jax.device_loop import BanditRun, bandit_agent_config, train_bandit
 from algd_jax.envs.toy import DEFAULT_BANDIT
+from algd_jax.training.on_device import BanditRun, bandit_agent_config, train_bandit
 
 AGENTS = {"lgd": ("LGD (Lagrangian energy)", "#e0a000"), "algd": ("ALGD (augmented)", "#1f5fbf")}
 

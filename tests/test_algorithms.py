@@ -16,7 +16,7 @@ from algd_jax.checkpointing import Checkpointer
 from algd_jax.logging_utils import read_progress
 from algd_jax.programs import unstack
 from algd_jax.train_config import parse_command_line
-from algd_jax.training import Trainer, new_state
+from algd_jax.training import OffPolicyLoop, new_state
 from algd_jax.types import batch_shapes
 from experiments.run import main
 from tests.conftest import tiny_flags, tiny_options
@@ -41,7 +41,7 @@ def test_metric_names_are_what_update_returns(algo: str) -> None:
 def test_tiny_run_save_load_and_no_recompilation(algo: str, tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     args = tiny_flags(algo) + ["--total-steps", "200", "--run-dir", str(run_dir)]
-    trainer = Trainer(parse_command_line(args))
+    trainer = OffPolicyLoop(parse_command_line(args))
     trainer.run()
     rows = read_progress(run_dir / "progress.csv")
     assert [r["env_steps"] for r in rows] == ["100", "200"]

@@ -117,41 +117,36 @@ def test_jax_functions_match_the_host_env() -> None:
 def test_on_device_loop_writes_a_run_the_commands_read(tmp_path: Path) -> None:
     """Two seeds of a tiny on-device run: one progress row per epoch with the host loop's
     columns, agent checkpoints that `experiments.landscape` restores."""
-    from algd_jax.algorithms import get_algorithm
-    from algd_jax.device_loop import DeviceRun, train_on_device
-    from algd_jax.training import EPISODE_COLUMNS, TIMING_COLUMNS
+    from algd_jax.train_config import parse_command_line
+    from algd_jax.training import EPISODE_COLUMNS, TIMING_COLUMNS, train
+    from algd_jax.training.run_dir import seed_dirs
     from experiments import landscape
+    from tests.test_on_device_loop import DEVICE_TINY
 
-    hparams = get_algorithm("algd").default_config(
-        ensemble_size=2, mc_samples=2, diffusion_steps=2, critic_hidden=16, score_hidden=16
-    )
-    run = DeviceRun(
-        total_steps=500,
-        epoch_steps=200,
-        warmup_steps=100,
-        num_envs=2,
-        updates_per_iteration=2,
-        batch_size=32,
-        eval_episodes=2,
-    )
-    result = train_on_device(
-        TASK_NAME, hparams, [0, 1], run, seed_axis="map", run_dir=tmp_path / "run"
-    )
+    config = parse_command_line(DEVICE_TINY + ["--run-dir", str(tmp_path / "run")])
+    result = train(config)
+    assert result.run_dirs == seed_dirs(tmp_path / "run", config)
     assert result.run_dirs == [tmp_path / "run" / "seed0", tmp_path / "run" / "seed1"]
-    for seed_dir, rows in zip(result.run_dirs, result.rows, strict=True):
+    rows_of = []
+    for seed_dir in result.run_dirs:
         with (seed_dir / "progress.csv").open() as f:
             header = f.readline().strip().split(",")
+            rows = [dict(zip(header, line.strip().split(","), strict=True)) for line in f]
+        rows_of.append(rows)
         assert header[:4] == ["epoch", "env_steps", "updates", "episodes"]
         assert header[4 : 4 + len(EPISODE_COLUMNS)] == list(EPISODE_COLUMNS)
         assert header[-len(TIMING_COLUMNS) :] == list(TIMING_COLUMNS)
-        assert [r["env_steps"] for r in rows] == [300, 500]
-        assert [r["updates"] for r in rows] == [200, 400]  # 100 iterations x U=2 per epoch
+        assert [int(r["env_steps"]) for r in rows] == [300, 500]
+        assert [int(r["updates"]) for r in rows] == [200, 400]  # 100 iterations x U=2 per epoch
         # 200 env steps per epoch = 100 steps of each of the 2 envs: each ends an episode
-        assert all(r["episodes"] >= 2 for r in rows)
+        assert all(int(r["episodes"]) >= 2 for r in rows)
         for row in rows:
-            assert all(np.isfinite(v) for k, v in row.items() if not k.startswith("train/ep"))
-            assert 0 < row["eval/length"] <= 100
+            values = {k: float(v) for k, v in row.items() if not k.startswith("train/ep")}
+            assert all(np.isfinite(v) for v in values.values())
+            assert 0 < values["eval/length"] <= 100
         loaded = landscape.load_agent(seed_dir, "last")
         assert loaded.step == 500 and loaded.config.task == TASK_NAME
+    rows = [[{k: float(v) for k, v in r.items()} for r in seed_rows] for seed_rows in rows_of]
+    result = type("R", (), {"rows": rows})
     # the seeds differ (each has its own keys)
     assert result.rows[0][-1]["eval/return"] != result.rows[1][-1]["eval/return"]

@@ -11,7 +11,7 @@ C = 4 per step), budget h = 0.4 on the expected per-step cost. Known answers, cl
   multiplier 0, return 9.52, cost 0.04 (`TwoModeBandit.boltzmann_optimum`).
 
 The learning test trains ALGD from three seeds with the fused loop of
-``algd_jax.device_loop`` (the agent's own `_update_many`, vmapped over seeds, with a
+``algd_jax.training.on_device`` (the agent's own `_update_many`, vmapped over seeds, with a
 replay of the policy's own actions; the configuration is `bandit_agent_config`: reference
 defaults except the paper's sigma range, small networks and faster critics) and checks the
 last quarter of training. Summaries over the last quarter rather than the last iteration,
@@ -25,9 +25,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from algd_jax.device_loop import BanditRun, bandit_agent_config, train_bandit
 from algd_jax.envs import get_task, make_env
 from algd_jax.envs.toy import DEFAULT_BANDIT, TASK_NAME, TwoModeBandit
+from algd_jax.training.on_device import BanditRun, bandit_agent_config, train_bandit
 
 SEEDS = [0, 1, 2]
 RUN = BanditRun(iterations=800)  # 800 x U=4 = 3200 updates per seed

@@ -221,13 +221,13 @@ def test_every_option_refuses_non_finite_and_out_of_range_values(algo: str, tmp_
 
 
 def test_a_config_built_in_code_is_validated_by_the_trainer(tmp_path: Path) -> None:
-    """The same pass guards `Trainer(config)` without the command line."""
-    from algd_jax.training import Trainer
+    """The same pass guards `OffPolicyLoop(config)` without the command line."""
+    from algd_jax.training import OffPolicyLoop
 
     config = TrainConfig(task="DiffDriveCircle", run_dir=tmp_path / "never").with_hparams()
     bad = dataclasses.replace(config, hparams=dataclasses.replace(config.hparams, rho=math.inf))
     with pytest.raises(RunError, match=r"^--rho inf: must be a finite number > 0$"):
-        Trainer(bad)
+        OffPolicyLoop(bad)
     assert not (tmp_path / "never").exists()
 
 

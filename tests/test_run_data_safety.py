@@ -205,7 +205,7 @@ def test_truncated_agent_manifest_is_one_clean_line(run: Path, command: str) -> 
 def test_ctrl_c_during_start_up_leaves_nothing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import algd_jax.training as training
+    import algd_jax.training.off_policy as training
 
     def interrupted(*args, **kwargs):  # type: ignore[no-untyped-def]
         raise KeyboardInterrupt
@@ -220,9 +220,9 @@ def test_ctrl_c_during_start_up_leaves_nothing(
 def test_suggested_resume_command_quotes_a_path_with_spaces(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import algd_jax.training as training
+    import algd_jax.training.off_policy as training
 
-    real = training.Trainer._record
+    real = training.OffPolicyLoop._record
     calls = []
 
     def record(self, *args, **kwargs):  # type: ignore[no-untyped-def]
@@ -231,7 +231,7 @@ def test_suggested_resume_command_quotes_a_path_with_spaces(
             os.kill(os.getpid(), signal.SIGINT)
         return real(self, *args, **kwargs)
 
-    monkeypatch.setattr(training.Trainer, "_record", record)
+    monkeypatch.setattr(training.OffPolicyLoop, "_record", record)
     target = tmp_path / "my runs" / "a b"
     assert main(TINY + ["--total-steps", "300", "--run-dir", str(target)]) == 130
     err = capsys.readouterr().err
@@ -432,11 +432,11 @@ def test_non_finite_evaluation_action_stops_like_a_non_finite_loss(
     """A policy whose actions become non-finite only in the deterministic evaluation (the
     losses still finite) stops with the one-line shape of a non-finite loss, before the
     simulator sees the action."""
-    import algd_jax.training as training
+    import algd_jax.training.off_policy as training
     from algd_jax.train_config import RunError, parse_command_line
 
     config = parse_command_line(TINY + ["--total-steps", "100", "--run-dir", str(tmp_path / "r")])
-    trainer = training.Trainer(config)
+    trainer = training.OffPolicyLoop(config)
     real_act = trainer.programs.act
 
     def act(states, obs, keys, step, deterministic):  # type: ignore[no-untyped-def]
@@ -459,16 +459,17 @@ def test_non_finite_evaluation_action_stops_like_a_non_finite_loss(
 def test_ctrl_c_during_the_start_up_repair_completes_it_and_says_so(
     run: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import algd_jax.training as training
 
     shutil.rmtree(run / "checkpoints/last/300")  # the resume repairs: drops row 300
-    real = training.Trainer._record_resume
+    from algd_jax.training.lifecycle import RunLifecycle
+
+    real = RunLifecycle.record_resume
 
     def record(self):  # type: ignore[no-untyped-def]
         os.kill(os.getpid(), signal.SIGINT)  # in the middle of the repair
         return real(self)
 
-    monkeypatch.setattr(training.Trainer, "_record_resume", record)
+    monkeypatch.setattr(RunLifecycle, "record_resume", record)
     assert main(["--resume", str(run), "--total-steps", "400", "--progress", "off"]) == 130
     err = capsys.readouterr().err.strip().splitlines()
     assert "interrupted during start-up, after the run's files were made ready" in err[-1]
@@ -546,11 +547,11 @@ def test_an_update_that_cannot_fit_is_refused_naming_the_option(
 def test_out_of_memory_during_a_run_stops_with_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import algd_jax.training as training
+    import algd_jax.training.off_policy as training
     from algd_jax.train_config import parse_command_line
 
     target = tmp_path / "run"
-    trainer = training.Trainer(
+    trainer = training.OffPolicyLoop(
         parse_command_line(TINY + ["--total-steps", "300", "--run-dir", str(target)])
     )
     real_train = trainer.programs.train

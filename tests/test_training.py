@@ -22,7 +22,7 @@ from algd_jax.algorithms.algd import select_action
 from algd_jax.checkpointing import Checkpointer, digest
 from algd_jax.programs import unstack
 from algd_jax.train_config import parse_command_line, resolve_hparams, resolve_task
-from algd_jax.training import LoopState, Trainer, new_state, timing_free
+from algd_jax.training import LoopState, OffPolicyLoop, new_state, timing_free
 from experiments.run import main
 from tests.conftest import TINY
 
@@ -140,7 +140,7 @@ def test_resume_reproduces_an_uninterrupted_run(tmp_path: Path) -> None:
 def test_save_load_gives_identical_actions(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     config = parse_command_line(TINY + ["--total-steps", "100", "--run-dir", str(run_dir)])
-    trainer = Trainer(config)
+    trainer = OffPolicyLoop(config)
     trainer.run()
     template = new_state(trainer.algorithm, trainer.hparams, trainer.spec, seed=123)
     restored, _, _, _ = Checkpointer(run_dir).restore(template, with_replay=False)
@@ -184,7 +184,7 @@ def test_ctrl_c_saves_and_resume_is_exact(
     The signal is sent by the training env itself on its 137th step, so it lands at a known
     step; the handler runs in the main thread exactly as for Ctrl-C.
     """
-    import algd_jax.training as training
+    import algd_jax.training.off_policy as training
 
     class InterruptingEnv(gymnasium.Wrapper):
         def __init__(self, env: gymnasium.Env) -> None:
@@ -269,7 +269,7 @@ def test_a_goal_reached_step_ends_the_reward_bootstrap_only(
     """An env step that reports info["bootstrap_end"] (a goal reached on the paper's
     navigation tasks) is stored as terminal for the reward critic; with the navigation
     tasks' cost mask `none` the cost critic still bootstraps; the episode goes on."""
-    import algd_jax.training as training
+    import algd_jax.training.off_policy as training
 
     class GoalAtStep10(gymnasium.Wrapper):
         def __init__(self, env: gymnasium.Env) -> None:
@@ -284,7 +284,7 @@ def test_a_goal_reached_step_ends_the_reward_bootstrap_only(
     real_make_env = training.make_env
     monkeypatch.setattr(training, "make_env", lambda *a, **k: GoalAtStep10(real_make_env(*a, **k)))
     args = TINY + ["--total-steps", "60", "--cost-mask", "none", "--eval-episodes", "0"]
-    trainer = Trainer(parse_command_line(args + ["--run-dir", str(tmp_path / "run")]))
+    trainer = OffPolicyLoop(parse_command_line(args + ["--run-dir", str(tmp_path / "run")]))
     trainer.run()
     stored = trainer.replay.data["terminated"][0, :60]
     assert stored[9] == 1.0 and stored.sum() == 1.0

@@ -45,8 +45,7 @@ Every random draw comes from `jax.random.key(seed)` of its seed: the learner's o
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -54,16 +53,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
+import flax.struct as struct
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from algd_jax.algorithms import Algorithm, get_algorithm
 from algd_jax.algorithms.algd import ALGDConfig
+from algd_jax.algorithms.base import LoopInfo
 from algd_jax.compile_options import tuned_jit
 from algd_jax.envs import TaskSpec, get_task
 from algd_jax.envs.toy import DEFAULT_BANDIT, TwoModeBandit
 from algd_jax.programs import SeedAxis, fused, over_seeds, stack, unstack
+from algd_jax.train_config import RunError, TrainConfig
+from algd_jax.training.lifecycle import TrainResult
 from algd_jax.types import Batch
 
 #: Stream id folded into a seed's key for the loop's own draws, so that they never coincide
@@ -148,7 +151,7 @@ def jax_task(name: str) -> JaxTask:
     if name not in JAX_TASKS:
         raise ValueError(
             f"{name} has no JAX implementation; the on-device loop runs "
-            f"{', '.join(JAX_TASKS)} (train other tasks with python -m experiments.run)"
+            f"{', '.join(JAX_TASKS)} (drop --loop device to train it with the host loop)"
         )
     return JAX_TASKS[name]()
 
@@ -176,6 +179,10 @@ class Schedule:
     """Also zero the masks on time-limit truncation (as the host loop's option)."""
     cost_mask: Literal["same", "none"] = "same"
     """Cost TD mask: the reward mask, or 1 everywhere."""
+    iterations_per_epoch: int = 0
+    """Iterations of one epoch (for `LoopInfo.epoch`; 0: a run without epochs)."""
+    total_updates: int = 0
+    """Updates the run plans in all (`LoopInfo.total_updates`)."""
 
 
 class Ring(NamedTuple):
@@ -202,6 +209,8 @@ class Carry(NamedTuple):
     discount: jax.Array  # [E] gamma_c ** length
     ended: jax.Array  # [4] totals of the episodes ended since `reset_ended`
     ended_count: jax.Array  # [] int32, their number
+    updates: jax.Array  # [] int32, updates done so far
+    episodes: jax.Array  # [] int32, training episodes ended so far
 
 
 class Loop:
@@ -266,6 +275,8 @@ class Loop:
             discount=jnp.where(done, 1.0, carry.discount * self.spec.cost_gamma),
             ended=carry.ended + jnp.sum(jnp.where(done[:, None], episode, 0.0), axis=0),
             ended_count=carry.ended_count + jnp.sum(done, dtype=jnp.int32),
+            updates=carry.updates,
+            episodes=carry.episodes + jnp.sum(done, dtype=jnp.int32),
         )
 
     def _batch(self, ring: Ring, index: jax.Array) -> Batch:
@@ -305,6 +316,8 @@ class Loop:
             discount=jnp.ones((num,), jnp.float32),
             ended=jnp.zeros((4,), jnp.float32),
             ended_count=jnp.zeros((), jnp.int32),
+            updates=jnp.zeros((), jnp.int32),
+            episodes=jnp.zeros((), jnp.int32),
         )
 
         def warm(carry: Carry, step_key: jax.Array) -> tuple[Carry, None]:
@@ -327,8 +340,29 @@ class Loop:
         carry = self._env_step(carry, actions, jax.random.fold_in(k_act, _RESET_TAG))
         shape = (sched.updates_per_iteration, sched.batch_size)
         index = jax.random.randint(k_idx, shape, 0, jnp.minimum(carry.count, sched.replay_size))
-        agent, metrics = self.many(carry.agent, self._batch(carry.ring, index))
-        return carry._replace(agent=agent), self.measure(agent, k_eval, metrics)
+        agent = self.algorithm.observe(carry.agent, self.info(carry))
+        agent, metrics = self.many(agent, self._batch(carry.ring, index))
+        carry = carry._replace(agent=agent, updates=carry.updates + sched.updates_per_iteration)
+        return carry, self.measure(agent, k_eval, metrics)
+
+    def info(self, carry: Carry) -> LoopInfo:
+        """The `LoopInfo` of one seed before an iteration's updates: its counters (epochs
+        counted in `Schedule.iterations_per_epoch`); no episode window (the on-device loop
+        keeps none, so it refuses algorithms that need one)."""
+        sched = self.schedule
+        iterations = carry.updates // sched.updates_per_iteration
+        epoch = iterations // max(sched.iterations_per_epoch, 1)
+        empty = jnp.zeros((0,), jnp.float32)
+        return LoopInfo(
+            env_step=carry.count,
+            epoch=epoch if sched.iterations_per_epoch else jnp.zeros((), jnp.int32),
+            update_step=carry.updates,
+            total_updates=jnp.asarray(sched.total_updates, jnp.int32),
+            episode_costs=empty,
+            episode_discounted_costs=empty,
+            episode_returns=empty,
+            episode_count=carry.episodes,
+        )
 
     def evaluate(self, agent: Any, key: jax.Array, episodes: int) -> dict[str, jax.Array]:
         """`episodes` deterministic episodes in parallel (reset keys split from `key`), run
@@ -398,6 +432,7 @@ class BanditRun:
             updates_per_iteration=self.updates_per_iteration,
             batch_size=self.batch_size,
             replay_size=self.replay_size,
+            total_updates=self.iterations * self.updates_per_iteration,
         )
 
 
@@ -538,290 +573,300 @@ def policy_stats(
 
 # ----------------------------------------------------------------------------- any task
 
-
-@dataclass(frozen=True)
-class DeviceRun:
-    """Schedule of an on-device run of a JAX-native task (counts per seed)."""
-
-    total_steps: int = 21_000
-    """Env steps per seed: the warm-up, then whole epochs."""
-    epoch_steps: int = 1000
-    """Env steps per epoch after the warm-up: one compiled call, one evaluation, one
-    progress.csv row (its `env_steps` counts the warm-up too)."""
-    warmup_steps: int = 1000
-    """Env steps acted before the first update (`warmup`)."""
-    num_envs: int = 1
-    """E: envs per seed stepped together (each iteration adds E env steps)."""
-    updates_per_iteration: int = 10
-    """U: updates per iteration (with E = 1: per env step, as the host loop's U)."""
-    batch_size: int = 256
-    replay_size: int | None = None
-    """Replay capacity; None: the whole run (`total_steps`)."""
-    eval_episodes: int = 4
-    """Deterministic evaluation episodes per epoch (run in parallel on the device)."""
-    warmup: Literal["uniform", "policy"] = "uniform"
-    truncation_ends_bootstrap: bool = False
-    cost_mask: Literal["same", "none"] | None = None
-    """Cost TD mask; None: the task's preset."""
-    keep_checkpoints: int | None = 3
-    """Latest epoch checkpoints kept per seed (None: every epoch's, e.g. to draw landscapes
-    over training)."""
-
-    def validate(self) -> DeviceRun:
-        for name in ("total_steps", "epoch_steps", "num_envs", "updates_per_iteration"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be a positive integer")
-        for name in ("total_steps", "epoch_steps", "warmup_steps"):
-            if getattr(self, name) % self.num_envs:
-                raise ValueError(f"--{name.replace('_', '-')} must be a multiple of --num-envs")
-        if (self.total_steps - self.warmup_steps) % self.epoch_steps or (
-            self.total_steps <= self.warmup_steps
-        ):
-            raise ValueError(
-                "--total-steps minus --warmup-steps must be a positive multiple of "
-                "--epoch-steps (epochs follow the warm-up)"
-            )
-        if self.warmup_steps < 1 or self.eval_episodes < 1 or self.batch_size < 1:
-            raise ValueError("--warmup-steps, --eval-episodes and --batch-size must be >= 1")
-        return self
+LOOP_NAME = "on-device"
 
 
-class DeviceResult(NamedTuple):
-    """What `train_on_device` returns: final stacked agents `[S]`, per-seed rows."""
+class DeviceLoopState(struct.PyTreeNode):
+    """What an on-device run carries between epochs besides the learner, for one seed (or,
+    stacked, S seeds): the loop's carry without its agent, the key the epochs' keys are
+    folded from, and the host's counters. A checkpoint holds it whole, so a resumed run
+    continues with exactly the numbers of an uninterrupted one."""
 
-    agents: Any
-    rows: list[list[dict[str, float]]]  # [S][epochs] progress rows
-    run_dirs: list[Path] | None
-    env_steps_per_s: float  # all seeds together, compiled epochs only
-    compile_s: float
-
-
-def _episode_row(totals: np.ndarray, count: int) -> dict[str, float]:
-    names = ("return", "cost", "discounted_cost", "length")
-    if count == 0:
-        return {f"train/episode_{n}": math.nan for n in names}
-    return {f"train/episode_{n}": float(v) / count for n, v in zip(names, totals, strict=True)}
+    carry: Carry  # `agent` is None: the learner is saved as the checkpoint's agent
+    key: jax.Array  # the seed's iteration key (epoch n's keys: split(fold_in(key, n)))
+    epoch: jax.Array  # int64 [], epochs completed
+    best_eval_return: jax.Array  # float64 [], best feasible evaluation return (NaN: none)
+    wall_time: jax.Array  # float64 [], seconds of training before this session
 
 
-def train_on_device(
-    task_name: str,
-    hparams: Any,
-    seeds: list[int],
-    run: DeviceRun = DeviceRun(),
-    algo: str | None = None,
-    seed_axis: SeedAxis = "vmap",
-    run_dir: Path | None = None,
-    cost_limit: float | None = None,
-    log: Callable[[str], None] | None = None,
-) -> DeviceResult:
-    """Train one learner per seed on a JAX-native task with the on-device loop.
+class OnDeviceLoop:
+    """The on-device loop of one run of S seeds (`--loop device`), for tasks written in
+    JAX: each epoch (`--epoch-steps` env steps per seed, E = `--num-envs` envs stepped
+    together, U = `--updates-per-step` updates per iteration) is one compiled call for all
+    seeds, ending with `--eval-episodes` deterministic episodes on the device; between
+    calls the run lifecycle writes the rows and the checkpoints the host loops write.
 
-    `hparams`: the algorithm's config (its task fields, e.g. h, are filled in from the
-    task). Each epoch is one compiled call over all seeds; with `run_dir` each seed writes
-    `config.json`, `progress.csv`, `tb/` and agent checkpoints to `run_dir` (one seed) or
-    `run_dir/seed<k>/` (several), like the host loop.
+    The warm-up (`--initial-steps`, acted as the algorithm's `warmup_acting` says) runs
+    before the first epoch; updates start right after it, so `--learning-starts` must not
+    exceed it. `--replay-size` is the device ring's capacity per seed.
     """
-    from algd_jax.judging import cost_limit_of, feasible
-    from algd_jax.training import EPISODE_COLUMNS, TIMING_COLUMNS
 
-    run = run.validate()
-    algorithm = get_algorithm(algo if algo is not None else hparams.agent)
-    spec = get_task(task_name, cost_limit)
-    task = jax_task(task_name)
-    hparams = algorithm.resolve(hparams, spec)
-    schedule = Schedule(
-        num_envs=run.num_envs,
-        warmup_iterations=run.warmup_steps // run.num_envs,
-        updates_per_iteration=run.updates_per_iteration,
-        batch_size=run.batch_size,
-        replay_size=run.replay_size or run.total_steps,
-        warmup=run.warmup,
-        truncation_ends_bootstrap=run.truncation_ends_bootstrap,
-        cost_mask=run.cost_mask or spec.cost_mask,
-    )
-    loop = Loop(algorithm, task, spec, schedule, lambda a, k, m: metric_means(m))
-    metric_names = tuple(sorted(algorithm.metric_names(hparams)))
-    columns = [
-        "epoch",
-        "env_steps",
-        "updates",
-        "episodes",
-        *EPISODE_COLUMNS,
-        *(f"train/{k}" for k in metric_names),
-        *TIMING_COLUMNS,
-    ]
-    writer = _RunWriter(run_dir, task_name, algorithm.name, seeds, hparams, spec, run, columns)
+    def __init__(self, config: TrainConfig, run_root: Path = Path("runs")) -> None:
+        from algd_jax.memory import check_update_memory
+        from algd_jax.programs import new_state, resolve_seed_axis
+        from algd_jax.train_config import resolve_hparams, resolve_task
+        from algd_jax.training.epoch_row import progress_columns
+        from algd_jax.training.lifecycle import RunLifecycle
 
-    def start(agent: Any, key: jax.Array) -> tuple[Carry, jax.Array]:
-        return loop.start(agent, key)
-
-    def epoch(carry: Carry, keys: jax.Array, eval_key: jax.Array) -> tuple[Carry, Any]:
-        zero = (jnp.zeros_like(carry.ended), jnp.zeros_like(carry.ended_count))
-        carry = carry._replace(ended=zero[0], ended_count=zero[1])
-        carry, traces = jax.lax.scan(loop.iterate, carry, keys)
-        evaluation = loop.evaluate(carry.agent, eval_key, run.eval_episodes)
-        ended = {"totals": carry.ended, "count": carry.ended_count}
-        return carry, (jax.tree.map(jnp.mean, traces), evaluation, ended)
-
-    agents = stack([algorithm.init(hparams, spec, jax.random.key(s)) for s in seeds])
-    loop_keys = jnp.stack([jax.random.fold_in(jax.random.key(s), LOOP_STREAM) for s in seeds])
-    eval_root = [jax.random.fold_in(jax.random.key(s), EVAL_STREAM) for s in seeds]
-    began = time.perf_counter()
-    carry, keys = tuned_jit(over_seeds(start, seed_axis, 2))(agents, loop_keys)
-    epoch_program = tuned_jit(over_seeds(epoch, seed_axis, 3), donate_argnums=0)
-
-    # every epoch call has the same shapes (one compiled program): `per_epoch` iterations
-    num, epochs = run.num_envs, (run.total_steps - run.warmup_steps) // run.epoch_steps
-    per_epoch = run.epoch_steps // num
-    all_keys = jax.vmap(lambda k: jax.random.split(k, epochs * per_epoch))(keys)  # [S, I]
-    all_keys = all_keys.reshape(len(seeds), epochs, per_epoch)
-    rows: list[list[dict[str, float]]] = [[] for _ in seeds]
-    best = [-math.inf] * len(seeds)
-    measured_steps, measured_time, compile_s = 0, 0.0, 0.0
-    for n in range(epochs):
-        env_steps = run.warmup_steps + (n + 1) * run.epoch_steps
-        eval_keys = jnp.stack([jax.random.fold_in(k, n) for k in eval_root])
-        tick = time.perf_counter()
-        carry, outputs = epoch_program(carry, all_keys[:, n], eval_keys)
-        means, evaluation, ended = jax.device_get(outputs)
-        took = time.perf_counter() - tick
-        if n == 0:
-            compile_s = time.perf_counter() - began  # the first call compiles
-        else:
-            measured_steps += run.epoch_steps * len(seeds)
-            measured_time += took
-        bad = [k for k, v in means.items() if not np.all(np.isfinite(v))]
-        if bad:
-            writer.close()
-            raise FloatingPointError(f"non-finite {bad[0]} in epoch {n + 1}; training stopped")
-        for k in range(len(seeds)):
-            summary = {key: float(evaluation[key][k]) for key in evaluation}
-            is_feasible = feasible(spec, summary)
-            count = int(ended["count"][k])
-            row: dict[str, float] = {
-                "epoch": n + 1,
-                "env_steps": env_steps,
-                "updates": (n + 1) * per_epoch * run.updates_per_iteration,
-                "episodes": count,
-                **_episode_row(np.asarray(ended["totals"][k]), count),
-                "eval/return": summary["return"],
-                "eval/cost": summary["cost"],
-                "eval/discounted_cost": summary["discounted_cost"],
-                "eval/length": summary["length"],
-                "eval/feasible": float(is_feasible),
-                **{key: float(v[k]) for key, v in means.items()},
-                "time/env_steps_per_s": run.epoch_steps / took,
-                "time/updates_per_s": per_epoch * run.updates_per_iteration / took,
-                "time/wall_s": time.perf_counter() - began,
-            }
-            rows[k].append(row)
-            better = is_feasible and summary["return"] > best[k]
-            if better:
-                best[k] = summary["return"]
-            writer.epoch(k, row, carry.agent, env_steps, better)
-        if log is not None:
-            top = rows[0][-1]
-            log(
-                f"epoch {n + 1:>3}  steps {env_steps:>7}  eval return {top['eval/return']:8.2f}"
-                f"  cost {top['eval/cost']:6.2f} (limit {cost_limit_of(spec):g})  lambda "
-                f"{top.get('train/multiplier', math.nan):.3g}  "
-                f"{top['time/env_steps_per_s'] * len(seeds):,.0f} env steps/s"
+        config = config.with_hparams().validate()
+        algorithm = config.algorithm
+        if algorithm.kind != "off-policy":
+            raise RunError(
+                f"{algorithm.name} is an {algorithm.kind} algorithm; the on-device loop trains "
+                f"off-policy algorithms (drop --loop device)"
             )
-    writer.close()
-    speed = measured_steps / measured_time if measured_time > 0 else math.nan
-    return DeviceResult(carry.agent, rows, writer.run_dirs, speed, compile_s)
-
-
-class _RunWriter:
-    """The files of an on-device run (or nothing, without a run directory)."""
-
-    def __init__(
-        self,
-        root: Path | None,
-        task: str,
-        algo: str,
-        seeds: list[int],
-        hparams: Any,
-        spec: TaskSpec,
-        run: DeviceRun,
-        columns: list[str],
-    ) -> None:
-        self.run_dirs: list[Path] | None = None
-        if root is None:
-            return
-        from algd_jax.checkpointing import Checkpointer
-        from algd_jax.logging_utils import ProgressLog
-        from algd_jax.train_config import GROUP_FILE, TrainConfig, check_seeds
-        from algd_jax.training import CHECKPOINT_FORMAT, write_config
-
-        check_seeds(seeds)
-        root = Path(root)
-        if root.exists() and (not root.is_dir() or any(root.iterdir())):
-            raise FileExistsError(f"--run-dir {root} already exists; choose a new directory")
-        several = len(seeds) > 1
-        self.run_dirs = [root / f"seed{s}" for s in seeds] if several else [root]
-        options = {
-            f.name: getattr(hparams, f.name)
-            for f in dataclasses.fields(hparams)
-            if f.name in get_algorithm(algo).option_names()
-        }
-        config = TrainConfig(
-            task=task,
-            algo=algo,
-            seed=seeds[0],
-            seeds=tuple(seeds) if several else None,
-            total_steps=run.total_steps,
-            initial_steps=run.warmup_steps,
-            learning_starts=run.warmup_steps,
-            updates_per_step=run.updates_per_iteration,
-            batch_size=run.batch_size,
-            replay_size=run.replay_size or run.total_steps,
-            epoch_steps=run.epoch_steps,
-            eval_episodes=run.eval_episodes,
-            truncation_ends_bootstrap=run.truncation_ends_bootstrap,
-            cost_mask=run.cost_mask or spec.cost_mask,
-            run_dir=root,
-            progress="off",
-            hparams=get_algorithm(algo).default_config(**options),
+        spec = resolve_task(config)
+        try:
+            task = jax_task(config.task)
+        except ValueError as err:
+            raise RunError(f"--loop device: {err}") from None
+        hparams = resolve_hparams(config, spec)
+        if algorithm.episode_window(hparams):
+            raise RunError(
+                f"--loop device: {algorithm.name} with these options drives its multiplier by "
+                f"recent episode costs, a window the on-device loop does not keep; train it "
+                f"with the host loop (drop --loop device)"
+            )
+        schedule = device_schedule(config, algorithm.warmup_acting(hparams))
+        self.config, self.algorithm, self.spec, self.hparams = config, algorithm, spec, hparams
+        self.seeds = config.seed_list
+        self.schedule = schedule
+        self.epochs = (config.total_steps - config.initial_steps) // config.epoch_steps
+        self.metric_names = tuple(sorted(algorithm.metric_names(hparams)))
+        self.columns = progress_columns(self.metric_names)
+        self.lifecycle = RunLifecycle(config, spec, hparams, self.columns, LOOP_NAME, run_root)
+        self.run_dir, self.run_dirs = self.lifecycle.run_dir, self.lifecycle.run_dirs
+        num = len(self.seeds)
+        ring_bytes = num * config.replay_size * 4 * (2 * spec.obs_dim + spec.act_dim + 4)
+        axis = resolve_seed_axis(config.seed_axis)
+        check_update_memory(
+            algorithm, hparams, spec, config.batch_size, num, axis == "vmap", ring_bytes
         )
-        root.mkdir(parents=True, exist_ok=True)
-        device = {"loop": "device", **dataclasses.asdict(run)}
-        if several:
-            group = {"config": config.to_dict(), "seeds": list(seeds), "device_loop": device}
-            (root / GROUP_FILE).write_text(json.dumps(group, indent=2) + "\n")
-        self.logs, self.checkpointers = [], []
-        for seed, path in zip(seeds, self.run_dirs, strict=True):
-            path.mkdir(parents=True, exist_ok=True)
-            one = dataclasses.replace(config, seed=seed, seeds=None, run_dir=path)
-            write_config(path, one, hparams, spec)
-            data = json.loads((path / "config.json").read_text())
-            data["device_loop"] = device
-            (path / "config.json").write_text(json.dumps(data, indent=2) + "\n")
-            self.logs.append(ProgressLog(path, columns))
-            self.checkpointers.append(Checkpointer(path, keep=run.keep_checkpoints))
-        # what decides the numbers, for the record (these runs are not resumed)
-        blob = json.dumps(
-            {"config": config.to_dict(), "device_loop": device, "spec": dataclasses.asdict(spec)},
-            sort_keys=True,
-            default=str,
+        loop = Loop(algorithm, task, spec, schedule, lambda a, k, m: metric_means(m))
+        self.loop = loop
+        episodes = config.eval_episodes
+
+        def epoch(carry: Carry, keys: jax.Array, eval_key: jax.Array) -> tuple[Carry, Any]:
+            zero = (jnp.zeros_like(carry.ended), jnp.zeros_like(carry.ended_count))
+            carry = carry._replace(ended=zero[0], ended_count=zero[1])
+            carry, traces = jax.lax.scan(loop.iterate, carry, keys)
+            evaluation = loop.evaluate(carry.agent, eval_key, episodes) if episodes else {}
+            ended = {"totals": carry.ended, "count": carry.ended_count}
+            return carry, (jax.tree.map(jnp.mean, traces), evaluation, ended)
+
+        self.start_program = tuned_jit(over_seeds(loop.start, axis, 2))
+        self.epoch_program = tuned_jit(over_seeds(epoch, axis, 3), donate_argnums=0)
+        self.agents = stack([new_state(algorithm, hparams, spec, s) for s in self.seeds])
+        self.loop_keys = jnp.stack(
+            [jax.random.fold_in(jax.random.key(s), LOOP_STREAM) for s in self.seeds]
         )
-        digest = hashlib.blake2b(blob.encode(), digest_size=16).hexdigest()
-        self.meta = {"format": CHECKPOINT_FORMAT, "config": digest}
+        self.eval_root = [jax.random.fold_in(jax.random.key(s), EVAL_STREAM) for s in self.seeds]
+        self.carry: Carry | None = None
+        self.key: jax.Array | None = None
+        self.epochs_done = 0
+        self.best = np.full(num, np.nan)
+        self.rows: list[list[dict[str, float]]] = [[] for _ in self.seeds]
+        self.env_steps_per_s = math.nan
+        self.compile_s = math.nan
+        self.lifecycle.open(self._fresh, self._restore)
+        self.config = self.lifecycle.config
 
-    def epoch(self, k: int, row: dict[str, float], agents: Any, step: int, best: bool) -> None:
-        if self.run_dirs is None:
-            return
-        self.logs[k].write(row)
-        agent = unstack(agents, k)
-        meta = {**self.meta, "env_step": step, "loop": "device"}
-        self.checkpointers[k].save(step, agent, meta)
-        if best:
-            self.checkpointers[k].save(step, agent, meta, which="best")
+    @property
+    def env_step(self) -> int:
+        return self.config.initial_steps + self.epochs_done * self.config.epoch_steps
 
-    def close(self) -> None:
-        if self.run_dirs is None:
-            return
-        for log in self.logs:
-            log.close()
-        for checkpointer in self.checkpointers:
-            checkpointer.close()
+    def _fresh(self) -> None:
+        began = time.perf_counter()
+        self.carry, self.key = self.start_program(self.agents, self.loop_keys)
+        jax.block_until_ready(self.carry)
+        self.compile_s = time.perf_counter() - began
+
+    def _loop_state(self) -> DeviceLoopState:
+        assert self.carry is not None and self.key is not None
+        num = len(self.seeds)
+        return DeviceLoopState(
+            carry=self.carry._replace(agent=None),
+            key=self.key,
+            epoch=np.full(num, self.epochs_done, np.int64),
+            best_eval_return=self.best.copy(),
+            wall_time=np.full(num, self.lifecycle.checkpoint_wall()),
+        )
+
+    def _save(self) -> None:
+        assert self.carry is not None
+        state = self._loop_state()
+        self.lifecycle.save(
+            self.env_step,
+            state=lambda k: unstack(self.carry.agent, k),
+            loop=lambda k: unstack(state, k),
+        )
+
+    def _restore(self, step: int) -> int:
+        """Load every seed's checkpoint at `step` (reads only); returns its epochs."""
+        carry, key = jax.eval_shape(self.start_program, self.agents, self.loop_keys)
+        num = len(self.seeds)
+        template = DeviceLoopState(
+            carry=jax.tree.map(_zeros, carry._replace(agent=None)),
+            key=_zeros(key),
+            epoch=np.zeros(num, np.int64),
+            best_eval_return=np.zeros(num),
+            wall_time=np.zeros(num),
+        )
+        template_loop = unstack(template, 0)
+        template_state = unstack(self.agents, 0)
+        agents, loops = [], []
+        for k in range(num):
+            state, loop, _ = self.lifecycle.read_checkpoint(
+                k, step, template_state, template_loop, with_replay=False
+            )
+            epochs = int(loop.epoch)
+            if self.config.initial_steps + epochs * self.config.epoch_steps != step:
+                raise RunError(
+                    f"--resume {self.run_dirs[k]}: its checkpoint at step {step} holds "
+                    f"{epochs} epochs, which do not fit this run's --initial-steps and "
+                    f"--epoch-steps",
+                    exit_code=1,
+                )
+            agents.append(state)
+            loops.append(loop)
+        stacked = stack(loops)
+        self.carry = stacked.carry._replace(agent=stack(agents))
+        self.key = stacked.key
+        self.epochs_done = int(np.asarray(stacked.epoch)[0])
+        self.best = np.asarray(stacked.best_eval_return, np.float64).copy()
+        self.lifecycle.wall_before = float(np.asarray(stacked.wall_time)[0])
+        return self.epochs_done
+
+    def run(self) -> TrainResult:
+        """Train until `--total-steps` env steps per seed, one compiled call per epoch."""
+        from algd_jax.training.epoch_row import NonFiniteLoss, epoch_row
+
+        cfg, life = self.config, self.lifecycle
+        life.session_start = time.perf_counter()
+        life.refuse_if_done()
+        display = life.open_display(self.env_step)
+        per_epoch = cfg.epoch_steps // cfg.num_envs
+        updates_per_epoch = per_epoch * cfg.updates_per_step
+        last_rows: list[dict[str, float] | None] = [None] * len(self.seeds)
+        measured_steps, measured_time = 0, 0.0
+        first_call = True
+        with life.guard(lambda: self.env_step) as interrupted:
+            while self.epochs_done < self.epochs:
+                if interrupted:
+                    raise life.interrupt(self.env_step, self._save)
+                n = self.epochs_done
+                eval_keys = jnp.stack([jax.random.fold_in(k, n) for k in self.eval_root])
+                keys = _epoch_keys(self.key, n, per_epoch)
+                tick = time.perf_counter()
+                self.carry, outputs = self.epoch_program(self.carry, keys, eval_keys)
+                means, evaluation, ended = jax.device_get(outputs)
+                took = time.perf_counter() - tick
+                if first_call:
+                    first_call = False
+                else:
+                    measured_steps += cfg.epoch_steps * len(self.seeds)
+                    measured_time += took
+                self.epochs_done += 1
+                env_steps = self.env_step
+                for name in self.metric_names:
+                    values = np.asarray(means[f"train/{name}"])
+                    if not np.isfinite(values).all():
+                        k = int(np.flatnonzero(~np.isfinite(values))[0])
+                        raise NonFiniteLoss(
+                            f"non-finite {name}{life.of_seed(k)} in the epoch ending at env step "
+                            f"{env_steps}; training stopped. {life.last_good()}"
+                        )
+                episodes = np.asarray(jax.device_get(self.carry.episodes))
+                wall = life.wall()
+                best = []
+                for k in range(len(self.seeds)):
+                    summary = (
+                        {key: float(v[k]) for key, v in evaluation.items()} if evaluation else None
+                    )
+                    row, is_feasible = epoch_row(
+                        epoch=self.epochs_done,
+                        env_steps=env_steps,
+                        updates=self.epochs_done * updates_per_epoch,
+                        episodes=int(episodes[k]),
+                        train_totals=np.asarray(ended["totals"][k], np.float64),
+                        train_count=int(ended["count"][k]),
+                        evaluation=summary,
+                        spec=self.spec,
+                        metrics={m: float(means[f"train/{m}"][k]) for m in self.metric_names},
+                        speed=(cfg.epoch_steps / took, updates_per_epoch / took),
+                        wall=wall,
+                    )
+                    life.write_row(k, row)
+                    self.rows[k].append(row)
+                    last_rows[k] = row
+                    previous = self.best[k]
+                    if is_feasible and (np.isnan(previous) or row["eval/return"] > previous):
+                        self.best[k] = row["eval/return"]
+                        best.append(k)
+                top = last_rows[0]
+                assert top is not None
+                display.step(cfg.epoch_steps)
+                display.status(
+                    multiplier=top.get("train/multiplier"),
+                    eval_return=top["eval/return"],
+                    eval_cost=top[f"eval/{life.cost_kind}"],
+                )
+                for k in best:
+                    life.save_best(k, env_steps, unstack(self.carry.agent, k))
+                self._save()
+        if measured_time > 0:
+            self.env_steps_per_s = measured_steps / measured_time
+        return life.finish(self.env_step, last_rows)
+
+
+@functools.partial(jax.jit, static_argnums=2)
+def _epoch_keys(keys: jax.Array, epoch: int, count: int) -> jax.Array:
+    """The `[S, count]` iteration keys of epoch `epoch` (0-based) from the seeds' keys `[S]`."""
+    return jax.vmap(lambda k: jax.random.split(jax.random.fold_in(k, epoch), count))(keys)
+
+
+def _zeros(leaf: Any) -> jax.Array:
+    """A zero device array of `leaf`'s shape and dtype (PRNG keys: keys of zero data)."""
+    if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+        return jax.random.wrap_key_data(jnp.zeros((*leaf.shape, 2), jnp.uint32))
+    return jnp.zeros(leaf.shape, leaf.dtype)
+
+
+def device_schedule(config: TrainConfig, warmup: Literal["uniform", "policy"]) -> Schedule:
+    """The on-device loop's schedule from a run's configuration; one-line `RunError`s for
+    counts that do not fit it."""
+    num = config.num_envs
+    for name in ("initial_steps", "epoch_steps"):
+        if getattr(config, name) % num:
+            raise RunError(
+                f"--{name.replace('_', '-')} {getattr(config, name)} is not a multiple of "
+                f"--num-envs {num}: the on-device loop steps its {num} envs together"
+            )
+    span = config.total_steps - config.initial_steps
+    if span <= 0 or span % config.epoch_steps:
+        raise RunError(
+            f"--total-steps {config.total_steps} minus --initial-steps {config.initial_steps} "
+            f"must be a positive multiple of --epoch-steps {config.epoch_steps} (the on-device "
+            f"loop's epochs follow its warm-up)"
+        )
+    if config.learning_starts > config.initial_steps:
+        raise RunError(
+            f"--learning-starts {config.learning_starts} exceeds --initial-steps "
+            f"{config.initial_steps}: the on-device loop updates right after its warm-up; "
+            f"lower --learning-starts or raise --initial-steps"
+        )
+    if config.initial_steps < num:
+        raise RunError(f"--initial-steps must be at least --num-envs {num}")
+    per_epoch = config.epoch_steps // num
+    return Schedule(
+        num_envs=num,
+        warmup_iterations=config.initial_steps // num,
+        updates_per_iteration=config.updates_per_step,
+        batch_size=config.batch_size,
+        replay_size=config.replay_size,
+        warmup=warmup,
+        truncation_ends_bootstrap=config.truncation_ends_bootstrap,
+        cost_mask=config.cost_mask,
+        iterations_per_epoch=per_epoch,
+        total_updates=(span // config.epoch_steps) * per_epoch * config.updates_per_step,
+    )
