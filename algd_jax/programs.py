@@ -19,14 +19,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import lru_cache
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from algd_jax.compile_options import tuned_jit
+from algd_jax.compile_options import compiler_options, program_precision, tuned_jit
 from algd_jax.types import Batch, Metrics
+
+if TYPE_CHECKING:  # the registry imports every algorithm; the loops import this module
+    from algd_jax.algorithms.base import OnPolicyParts
 
 SeedAxis = Literal["map", "vmap"]
 SeedAxisOption = Literal["auto", "map", "vmap"]
@@ -182,3 +185,181 @@ def programs(
     """The (cached) programs of an algorithm's `act`, `update` and `observe` on a seed
     axis."""
     return Programs(act, update, axis, observe)
+
+
+# ----------------------------------------------------------------------------- on-policy
+
+
+def _state_leaves_changed(
+    fn: Callable[..., Any], states: Any, mapped: tuple[Any, ...], shared: tuple[Any, ...]
+) -> tuple[bool, ...]:
+    """Which leaves of the state `fn(state, *mapped, *shared) -> (state, ...)` returns are
+    not simply its input leaves, found by tracing one seed's function once.
+
+    A program mapped over seeds copies every leaf it returns, changed or not (`lax.map`
+    stacks its outputs, `vmap` does not forward them either): for a learner state of a few
+    hundred kB that is a copy of the whole state per env step, measured at about 100 us
+    for 600 kB on the 2-core CPU. Returning only the changed leaves avoids it."""
+    one = lambda x: jax.ShapeDtypeStruct(np.shape(x)[1:], x.dtype)  # noqa: E731
+    whole = lambda x: jax.ShapeDtypeStruct(np.shape(x), jnp.result_type(x))  # noqa: E731
+    abstract = (
+        jax.tree.map(one, states),
+        *(jax.tree.map(one, a) for a in mapped),
+        *(jax.tree.map(whole, a) for a in shared),
+    )
+    closed, out_shape = jax.make_jaxpr(lambda *a: fn(*a)[0], return_shape=True)(*abstract)
+    leaves, treedef = jax.tree.flatten(states)
+    if jax.tree.structure(out_shape) != treedef:
+        raise TypeError(f"{fn.__name__} must return a state of the structure it is given")
+    invars = closed.jaxpr.invars[: len(leaves)]
+    return tuple(out is not arg for out, arg in zip(closed.jaxpr.outvars, invars, strict=True))
+
+
+class _StatePassing:
+    """`fn(state, *mapped, *shared) -> (state, *rest)` over the seed axis, compiled, with
+    the state's unchanged leaves handed back as the very input arrays (see
+    `_state_leaves_changed`); no donation.
+
+    Built for a call per env step: the state goes in as its list of leaves with the
+    structure static (one compiled program per state structure), so neither the lookup of
+    the compiled program nor jit's argument handling walks the state's pytree nodes again,
+    and the compiler options are chosen once per structure."""
+
+    def __init__(self, fn: Callable[..., Any], axis: SeedAxis, num_mapped: int):
+        self.fn, self.axis, self.num_mapped = fn, axis, num_mapped
+        self._programs: dict[Any, tuple[Any, tuple[bool, ...]]] = {}
+
+    def _build(self, states: Any, treedef: Any, args: tuple[Any, ...]) -> tuple[Any, ...]:
+        mapped, shared = args[: self.num_mapped - 1], args[self.num_mapped - 1 :]
+        changed = _state_leaves_changed(self.fn, states, mapped, shared)
+        fn, axis, num_mapped = self.fn, self.axis, self.num_mapped
+
+        def one(state: Any, *a: Any) -> Any:
+            new, *rest = fn(state, *a)
+            kept = [x for x, c in zip(jax.tree.leaves(new), changed, strict=True) if c]
+            return kept, tuple(rest)
+
+        def run(leaves: list[jax.Array], *a: Any) -> Any:
+            return over_seeds(one, axis, num_mapped)(jax.tree.unflatten(treedef, leaves), *a)
+
+        options = compiler_options(program_precision((states,), {}))
+        return jax.jit(run, compiler_options=options), changed
+
+    def __call__(self, states: Any, *args: Any) -> tuple[Any, ...]:
+        leaves, treedef = jax.tree.flatten(states)
+        built = self._programs.get(treedef)
+        if built is None:
+            built = self._programs[treedef] = self._build(states, treedef, args)
+        jitted, changed = built
+        new, rest = jitted(leaves, *args)
+        fresh = iter(new)
+        merged = [next(fresh) if c else x for x, c in zip(leaves, changed, strict=True)]
+        return (jax.tree.unflatten(treedef, merged), *rest)
+
+    def _cache_size(self) -> int:
+        return sum(jitted._cache_size() for jitted, _ in self._programs.values())
+
+
+class OnPolicyPrograms:
+    """The compiled programs of an on-policy algorithm (its `OnPolicyParts`) on a seed axis,
+    shared by every run in a process. S seeds, E environments per seed, raw observations
+    `[S, E, ds]` float32, actions `[S, E, da]`; `keys [S]` are each seed's acting keys (the
+    noise of env step `counter` is `fold_in(keys[k], counter)`, so seed k's draws do not
+    depend on the other seeds); `counter` an int (the env step of every seed's envs).
+
+    `observe(states, obs, final_obs, final_mask) -> (states, obs_n, final_values, values)`:
+        per seed, push the final observations `final_obs [S, E, ds]` of the episodes that
+        just ended (rows where `final_mask [S, E]`), value them with the statistics after
+        that push (`final_values = (V_r, V_c)`, each `[S, E]`, what a truncated episode
+        bootstraps from), then push the observations `obs` and normalise them (`obs_n [S,
+        E, ds]`, with `values` = their `(V_r, V_c)`, what the rollout's cut bootstraps
+        from). The start of a run and the end of every rollout use it.
+    `step(states, obs, final_obs, final_mask, keys, counter) -> (states, obs_n,
+        final_values, env_actions, extras)`: `observe` without the values of `obs_n`, then
+        `rollout_act` on `obs_n` (`env_actions [S, E, da]`, `extras` a `RolloutExtras` of
+        `[S, E, ...]`): the one call per env step inside a rollout.
+    `act(states, obs_n, keys, counter) -> (env_actions, extras)`: `rollout_act` on
+        normalised observations (the first step of a rollout, on the observations the last
+        rollout's `observe` normalised).
+    `update(states, rollout, info) -> (states, metrics)`: one update phase per seed,
+        `rollout` a `Rollout` of `[S, T, E, ...]`, `info` a `LoopInfo` of `[S, ...]`,
+        metrics `[S]` each; the states are donated. One compiled call per rollout for all
+        seeds.
+
+    `observe` and `step` change only the observation statistics of a state and hand back
+    the other leaves as they came in (no copy per env step); they do not donate. Every
+    program keeps one compiled version across calls as long as the shapes and the state's
+    structure stay (`counter` is passed as an int32 array).
+    """
+
+    def __init__(self, parts: OnPolicyParts, axis: SeedAxis):
+        self.parts, self.axis = parts, axis
+        normalize, values = parts.normalize_observation, parts.values
+
+        def observe_one(
+            state: Any, obs: jax.Array, final_obs: jax.Array, final_mask: jax.Array
+        ) -> tuple[Any, jax.Array, tuple[jax.Array, jax.Array]]:
+            state, final_n = normalize(state, final_obs, final_mask)
+            final_values = values(state, final_n)
+            state, obs_n = normalize(state, obs, None)
+            return state, obs_n, final_values
+
+        def observe_values_one(
+            state: Any, obs: jax.Array, final_obs: jax.Array, final_mask: jax.Array
+        ) -> tuple[Any, ...]:
+            state, obs_n, final_values = observe_one(state, obs, final_obs, final_mask)
+            return state, obs_n, final_values, values(state, obs_n)
+
+        def act_one(state: Any, obs_n: jax.Array, key: jax.Array, counter: jax.Array) -> Any:
+            return parts.rollout_act(state, obs_n, jax.random.fold_in(key, counter))
+
+        def step_one(
+            state: Any,
+            obs: jax.Array,
+            final_obs: jax.Array,
+            final_mask: jax.Array,
+            key: jax.Array,
+            counter: jax.Array,
+        ) -> tuple[Any, ...]:
+            state, obs_n, final_values = observe_one(state, obs, final_obs, final_mask)
+            env_actions, extras = act_one(state, obs_n, key, counter)
+            return state, obs_n, final_values, env_actions, extras
+
+        def act_all(states: Any, obs_n: jax.Array, keys: jax.Array, counter: jax.Array) -> Any:
+            return over_seeds(act_one, axis, 3)(states, obs_n, keys, counter)
+
+        def update_all(states: Any, rollout: Any, info: Any) -> Any:
+            return over_seeds(parts.update_rollout, axis, 3)(states, rollout, info)
+
+        self._observe = _StatePassing(observe_values_one, axis, 4)
+        self._step = _StatePassing(step_one, axis, 5)
+        self._act = tuned_jit(act_all)
+        self.update = tuned_jit(update_all, donate_argnums=0)
+
+    def observe(
+        self, states: Any, obs: Any, final_obs: Any, final_mask: Any
+    ) -> tuple[Any, jax.Array, tuple[jax.Array, jax.Array], tuple[jax.Array, jax.Array]]:
+        return self._observe(states, obs, final_obs, final_mask)
+
+    def step(
+        self, states: Any, obs: Any, final_obs: Any, final_mask: Any, keys: jax.Array, counter: int
+    ) -> tuple[Any, ...]:
+        return self._step(states, obs, final_obs, final_mask, keys, np.int32(counter))
+
+    def act(self, states: Any, obs_n: Any, keys: jax.Array, counter: int) -> Any:
+        return self._act(states, obs_n, keys, np.int32(counter))
+
+    def cache_sizes(self) -> dict[str, int]:
+        """Compiled versions of each program so far (for no-recompilation checks)."""
+        return {
+            "observe": self._observe._cache_size(),
+            "step": self._step._cache_size(),
+            "act": self._act._cache_size(),
+            "update": self.update._cache_size(),
+        }
+
+
+@lru_cache(maxsize=32)
+def on_policy_programs(parts: OnPolicyParts, axis: SeedAxis) -> OnPolicyPrograms:
+    """The (cached) programs of an on-policy algorithm's `OnPolicyParts` on a seed axis."""
+    return OnPolicyPrograms(parts, axis)

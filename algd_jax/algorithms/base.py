@@ -174,6 +174,16 @@ class Rollout(NamedTuple):
     truncated: jax.Array  # bool [T, E]
 
 
+def bootstrap_values(
+    values: jax.Array, last_values: jax.Array, final_values: jax.Array, truncated: jax.Array
+) -> jax.Array:
+    """`next_values [T, E]` of a `Rollout`: the value of step t + 1 (`values [T, E]`), of the
+    observation after the last step at t = T - 1 (`last_values [E]`), and the value of the
+    episode's final observation (`final_values [T, E]`, read where `truncated [T, E]`)."""
+    following = jnp.concatenate([values[1:], last_values[None]], axis=0)
+    return jnp.where(truncated.astype(bool), final_values, following)
+
+
 @dataclass(frozen=True)
 class OnPolicyParts:
     """The functions an on-policy algorithm adds (see the module's on-policy contract).

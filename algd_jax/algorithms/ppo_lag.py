@@ -62,6 +62,9 @@ from algd_jax.algorithms.base import (
     register,
     window_mean,
 )
+from algd_jax.algorithms.base import (
+    bootstrap_values as bootstrap_values,
+)
 from algd_jax.compile_options import tuned_jit
 from algd_jax.networks import dense
 from algd_jax.options import (
@@ -525,15 +528,8 @@ select_action = tuned_jit(act, static_argnames="deterministic")
 
 # ----------------------------------------------------------------------------- advantages
 
-
-def bootstrap_values(
-    values: jax.Array, last_values: jax.Array, final_values: jax.Array, truncated: jax.Array
-) -> jax.Array:
-    """`next_values [T, E]` for `gae`: the value of step t + 1 (`values [T, E]`), of the
-    observation after the last step at t = T - 1 (`last_values [E]`), and the value of the
-    episode's final observation (`final_values [T, E]`, read where `truncated [T, E]`)."""
-    following = jnp.concatenate([values[1:], last_values[None]], axis=0)
-    return jnp.where(truncated.astype(bool), final_values, following)
+# `bootstrap_values` (the `next_value_*` of a `Rollout`) is part of the on-policy contract, in
+# `base`; `ppo_lag.bootstrap_values` re-exports it.
 
 
 def gae(
