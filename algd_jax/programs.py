@@ -17,11 +17,13 @@ stacked states (`stack`), in one of two ways:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import jax
+import jax.extend.core as jex_core
 import jax.numpy as jnp
 import numpy as np
 
@@ -190,16 +192,20 @@ def programs(
 # ----------------------------------------------------------------------------- on-policy
 
 
-def _state_leaves_changed(
+def _state_leaf_use(
     fn: Callable[..., Any], states: Any, mapped: tuple[Any, ...], shared: tuple[Any, ...]
-) -> tuple[bool, ...]:
-    """Which leaves of the state `fn(state, *mapped, *shared) -> (state, ...)` returns are
-    not simply its input leaves, found by tracing one seed's function once.
+) -> tuple[tuple[bool, ...], tuple[bool, ...], Any]:
+    """How `fn(state, *mapped, *shared) -> (state, outputs)` uses the leaves of one seed's
+    state, found by tracing it once: `(changed, needed, output shapes)`, per leaf, whether
+    the returned state's leaf is anything but the input leaf and whether the computation
+    reads it, and the `ShapeDtypeStruct`s of one seed's `outputs`.
 
-    A program mapped over seeds copies every leaf it returns, changed or not (`lax.map`
-    stacks its outputs, `vmap` does not forward them either): for a learner state of a few
-    hundred kB that is a copy of the whole state per env step, measured at about 100 us
-    for 600 kB on the 2-core CPU. Returning only the changed leaves avoids it."""
+    Both matter for a program called once per env step. A program mapped over seeds copies
+    every leaf it returns, changed or not (`lax.map` stacks its outputs, `vmap` does not
+    forward them either): for a learner state of a few hundred kB, a copy of the whole
+    state per env step (measured: about 100 us for 600 kB on the 2-core CPU). And every
+    argument of a compiled call costs its dispatch time even where the program ignores it
+    (a PPO-Lag state has 71 leaves, acting reads 16 of them)."""
     one = lambda x: jax.ShapeDtypeStruct(np.shape(x)[1:], x.dtype)  # noqa: E731
     whole = lambda x: jax.ShapeDtypeStruct(np.shape(x), jnp.result_type(x))  # noqa: E731
     abstract = (
@@ -207,111 +213,173 @@ def _state_leaves_changed(
         *(jax.tree.map(one, a) for a in mapped),
         *(jax.tree.map(whole, a) for a in shared),
     )
-    closed, out_shape = jax.make_jaxpr(lambda *a: fn(*a)[0], return_shape=True)(*abstract)
+    closed, out_shape = jax.make_jaxpr(fn, return_shape=True)(*abstract)
     leaves, treedef = jax.tree.flatten(states)
-    if jax.tree.structure(out_shape) != treedef:
+    if not isinstance(out_shape, tuple) or jax.tree.structure(out_shape[0]) != treedef:
         raise TypeError(f"{fn.__name__} must return a state of the structure it is given")
-    invars = closed.jaxpr.invars[: len(leaves)]
-    return tuple(out is not arg for out, arg in zip(closed.jaxpr.outvars, invars, strict=True))
+    jaxpr, n = closed.jaxpr, len(leaves)
+    invars, outvars = jaxpr.invars[:n], jaxpr.outvars
+    changed = tuple(out is not arg for out, arg in zip(outvars[:n], invars, strict=True))
+    read = {v for eqn in jaxpr.eqns for v in eqn.invars if isinstance(v, jex_core.Var)}
+    # an input leaf handed out anywhere but at its own place is read too
+    elsewhere = [v for j, v in enumerate(outvars) if j >= n or v is not invars[j]]
+    needed = tuple(v in read or any(v is o for o in elsewhere) for v in invars)
+    return changed, needed, out_shape[1]
+
+
+def _stand_in(leaf: Any) -> Callable[[], jax.Array]:
+    """A maker of an array of one seed's shape and type of `leaf` (a stacked leaf), for a
+    leaf the program does not read (removed by the compiler as unused)."""
+    shape = np.shape(leaf)[1:]
+    if jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+        impl = jax.random.key_impl(leaf)
+        data = jax.random.key_data(leaf)
+        return lambda: jax.random.wrap_key_data(jnp.zeros(data.shape[1:], data.dtype), impl=impl)
+    return lambda: jnp.zeros(shape, leaf.dtype)
 
 
 class _StatePassing:
-    """`fn(state, *mapped, *shared) -> (state, *rest)` over the seed axis, compiled, with
-    the state's unchanged leaves handed back as the very input arrays (see
-    `_state_leaves_changed`); no donation.
+    """`fn(state, *mapped, *shared) -> (state, outputs)` over the seed axis, compiled, for a
+    call per env step; `outputs` a dict of float32 arrays. Returns `(states, outputs)` with
+    `outputs[name]` a numpy array `[S, ...]`.
 
-    Built for a call per env step: the state goes in as its list of leaves with the
-    structure static (one compiled program per state structure), so neither the lookup of
-    the compiled program nor jit's argument handling walks the state's pytree nodes again,
-    and the compiler options are chosen once per structure."""
+    Cheap to call: the program takes only the state leaves `fn` reads and returns only
+    those it changes, the others are the very input arrays (see `_state_leaf_use`); the
+    state goes in as a list of leaves with its structure static (one compiled program per
+    state structure, its compiler options chosen once), so neither the lookup of the
+    program nor jit's argument handling walks the state's pytree nodes; and the outputs
+    come back as one packed float32 array `[S, K]`, one transfer instead of one per output.
+    No donation."""
 
     def __init__(self, fn: Callable[..., Any], axis: SeedAxis, num_mapped: int):
         self.fn, self.axis, self.num_mapped = fn, axis, num_mapped
-        self._programs: dict[Any, tuple[Any, tuple[bool, ...]]] = {}
+        self._programs: dict[Any, tuple[Any, ...]] = {}
 
     def _build(self, states: Any, treedef: Any, args: tuple[Any, ...]) -> tuple[Any, ...]:
         mapped, shared = args[: self.num_mapped - 1], args[self.num_mapped - 1 :]
-        changed = _state_leaves_changed(self.fn, states, mapped, shared)
+        changed, needed, out_shapes = _state_leaf_use(self.fn, states, mapped, shared)
+        leaves = jax.tree.leaves(states)
+        stand_ins = [None if n else _stand_in(x) for x, n in zip(leaves, needed, strict=True)]
+        layout = [(name, tuple(a.shape)) for name, a in out_shapes.items()]
+        for name, a in out_shapes.items():
+            if a.dtype != jnp.float32:
+                raise TypeError(f"output {name} of {self.fn.__name__} must be float32")
         fn, axis, num_mapped = self.fn, self.axis, self.num_mapped
 
-        def one(state: Any, *a: Any) -> Any:
-            new, *rest = fn(state, *a)
+        def one(read: list[jax.Array], *a: Any) -> Any:
+            given = iter(read)
+            full = [next(given) if make is None else make() for make in stand_ins]
+            new, outputs = fn(jax.tree.unflatten(treedef, full), *a)
             kept = [x for x, c in zip(jax.tree.leaves(new), changed, strict=True) if c]
-            return kept, tuple(rest)
+            packed = jnp.concatenate([outputs[name].reshape(-1) for name, _ in layout])
+            return kept, packed
 
-        def run(leaves: list[jax.Array], *a: Any) -> Any:
-            return over_seeds(one, axis, num_mapped)(jax.tree.unflatten(treedef, leaves), *a)
+        def run(read: list[jax.Array], *a: Any) -> Any:
+            return over_seeds(one, axis, num_mapped)(read, *a)
 
         options = compiler_options(program_precision((states,), {}))
-        return jax.jit(run, compiler_options=options), changed
+        return jax.jit(run, compiler_options=options), changed, needed, layout
 
-    def __call__(self, states: Any, *args: Any) -> tuple[Any, ...]:
+    def __call__(self, states: Any, *args: Any) -> tuple[Any, dict[str, np.ndarray]]:
         leaves, treedef = jax.tree.flatten(states)
         built = self._programs.get(treedef)
         if built is None:
             built = self._programs[treedef] = self._build(states, treedef, args)
-        jitted, changed = built
-        new, rest = jitted(leaves, *args)
+        jitted, changed, needed, layout = built
+        new, packed = jitted([x for x, n in zip(leaves, needed, strict=True) if n], *args)
         fresh = iter(new)
         merged = [next(fresh) if c else x for x, c in zip(leaves, changed, strict=True)]
-        return (jax.tree.unflatten(treedef, merged), *rest)
+        packed = np.asarray(packed)
+        outputs, start = {}, 0
+        for name, shape in layout:
+            size = math.prod(shape)
+            outputs[name] = packed[:, start : start + size].reshape(-1, *shape)
+            start += size
+        return jax.tree.unflatten(treedef, merged), outputs
 
     def _cache_size(self) -> int:
-        return sum(jitted._cache_size() for jitted, _ in self._programs.values())
+        return sum(built[0]._cache_size() for built in self._programs.values())
+
+
+class Observed(NamedTuple):
+    """`OnPolicyPrograms.observe`'s results (numpy float32, S seeds x E envs)."""
+
+    obs_n: np.ndarray  # [S, E, ds] the observations, normalised after their push
+    final_value_r: np.ndarray  # [S, E] V_r of the final observations (where final_mask)
+    final_value_c: np.ndarray  # [S, E] V_c of the final observations (where final_mask)
+    value_r: np.ndarray  # [S, E] V_r of obs_n
+    value_c: np.ndarray  # [S, E] V_c of obs_n
+
+
+class Acted(NamedTuple):
+    """`OnPolicyPrograms.act`'s and `step`'s results (numpy float32, S seeds x E envs)."""
+
+    env_action: np.ndarray  # [S, E, da] in the box
+    raw_action: np.ndarray  # [S, E, da] the policy's draw
+    log_prob: np.ndarray  # [S, E] its log-density (nats)
+    value_r: np.ndarray  # [S, E] V_r of the observations acted on
+    value_c: np.ndarray  # [S, E] V_c of the observations acted on
+    obs_n: np.ndarray  # [S, E, ds] the observations acted on, normalised
+    final_value_r: np.ndarray  # [S, E] V_r of the final observations (where final_mask)
+    final_value_c: np.ndarray  # [S, E] V_c of the final observations (where final_mask)
 
 
 class OnPolicyPrograms:
     """The compiled programs of an on-policy algorithm (its `OnPolicyParts`) on a seed axis,
-    shared by every run in a process. S seeds, E environments per seed, raw observations
-    `[S, E, ds]` float32, actions `[S, E, da]`; `keys [S]` are each seed's acting keys (the
-    noise of env step `counter` is `fold_in(keys[k], counter)`, so seed k's draws do not
-    depend on the other seeds); `counter` an int (the env step of every seed's envs).
+    shared by every run in a process. S seeds, E environments per seed; observations are
+    raw float32 `[S, E, ds]` unless named `obs_n` (normalised); `keys [S]` are each seed's
+    acting keys: the noise of env step `counter` (an int, the env step of every seed's
+    envs) is drawn from `fold_in(keys[k], counter)`, so seed k's draws do not depend on the
+    other seeds. Results come back as numpy arrays (`Observed`, `Acted`).
 
-    `observe(states, obs, final_obs, final_mask) -> (states, obs_n, final_values, values)`:
-        per seed, push the final observations `final_obs [S, E, ds]` of the episodes that
-        just ended (rows where `final_mask [S, E]`), value them with the statistics after
-        that push (`final_values = (V_r, V_c)`, each `[S, E]`, what a truncated episode
-        bootstraps from), then push the observations `obs` and normalise them (`obs_n [S,
-        E, ds]`, with `values` = their `(V_r, V_c)`, what the rollout's cut bootstraps
-        from). The start of a run and the end of every rollout use it.
-    `step(states, obs, final_obs, final_mask, keys, counter) -> (states, obs_n,
-        final_values, env_actions, extras)`: `observe` without the values of `obs_n`, then
-        `rollout_act` on `obs_n` (`env_actions [S, E, da]`, `extras` a `RolloutExtras` of
-        `[S, E, ...]`): the one call per env step inside a rollout.
-    `act(states, obs_n, keys, counter) -> (env_actions, extras)`: `rollout_act` on
-        normalised observations (the first step of a rollout, on the observations the last
-        rollout's `observe` normalised).
+    `observe(states, obs, final_obs, final_mask) -> (states, Observed)`: per seed, push the
+        final observations `final_obs [S, E, ds]` of the episodes that just ended (rows
+        where `final_mask [S, E]`), value them with the statistics after that push (what a
+        truncated episode bootstraps from), then push the observations `obs` and normalise
+        them, with their values (what the rollout's cut bootstraps from). For the start of
+        a run (no final observation: `final_mask` all false) and the end of every rollout.
+    `step(states, obs, keys, counter, final_obs=None, final_mask=None) -> (states, Acted)`:
+        `observe` without the values of the normalised observations, then `rollout_act` on
+        them: the one call per env step inside a rollout. Without `final_obs` (no episode
+        ended on the step before) nothing is pushed but `obs`, and the final values are 0.
+    `act(states, obs_n, keys, counter) -> Acted`: `rollout_act` on normalised observations
+        (the first step of a rollout, on what the previous rollout's `observe` returned);
+        `obs_n` is passed through, the final values are 0.
     `update(states, rollout, info) -> (states, metrics)`: one update phase per seed,
         `rollout` a `Rollout` of `[S, T, E, ...]`, `info` a `LoopInfo` of `[S, ...]`,
-        metrics `[S]` each; the states are donated. One compiled call per rollout for all
-        seeds.
+        metrics device arrays `[S]`; the states are donated: one compiled call per rollout
+        for all seeds.
 
-    `observe` and `step` change only the observation statistics of a state and hand back
-    the other leaves as they came in (no copy per env step); they do not donate. Every
-    program keeps one compiled version across calls as long as the shapes and the state's
-    structure stay (`counter` is passed as an int32 array).
+    `observe` and `step` change only the observation statistics of a state; they read only
+    the leaves they need and hand the others back as they came in (see `_StatePassing`).
+    Every program keeps one compiled version across calls as long as the shapes and the
+    state's structure stay.
     """
 
     def __init__(self, parts: OnPolicyParts, axis: SeedAxis):
         self.parts, self.axis = parts, axis
-        normalize, values = parts.normalize_observation, parts.values
+        normalize, values, rollout_act = (
+            parts.normalize_observation,
+            parts.values,
+            parts.rollout_act,
+        )
+
+        def push_finals(state: Any, final_obs: jax.Array, final_mask: jax.Array) -> Any:
+            state, final_n = normalize(state, final_obs, final_mask)
+            final_r, final_c = values(state, final_n)
+            return state, {"final_value_r": final_r, "final_value_c": final_c}
+
+        def acting(state: Any, obs_n: jax.Array, key: jax.Array, counter: jax.Array) -> Any:
+            env_action, extras = rollout_act(state, obs_n, jax.random.fold_in(key, counter))
+            return {"env_action": env_action, **extras._asdict(), "obs_n": obs_n}
 
         def observe_one(
             state: Any, obs: jax.Array, final_obs: jax.Array, final_mask: jax.Array
-        ) -> tuple[Any, jax.Array, tuple[jax.Array, jax.Array]]:
-            state, final_n = normalize(state, final_obs, final_mask)
-            final_values = values(state, final_n)
+        ) -> Any:
+            state, out = push_finals(state, final_obs, final_mask)
             state, obs_n = normalize(state, obs, None)
-            return state, obs_n, final_values
-
-        def observe_values_one(
-            state: Any, obs: jax.Array, final_obs: jax.Array, final_mask: jax.Array
-        ) -> tuple[Any, ...]:
-            state, obs_n, final_values = observe_one(state, obs, final_obs, final_mask)
-            return state, obs_n, final_values, values(state, obs_n)
-
-        def act_one(state: Any, obs_n: jax.Array, key: jax.Array, counter: jax.Array) -> Any:
-            return parts.rollout_act(state, obs_n, jax.random.fold_in(key, counter))
+            value_r, value_c = values(state, obs_n)
+            return state, {"obs_n": obs_n, **out, "value_r": value_r, "value_c": value_c}
 
         def step_one(
             state: Any,
@@ -320,40 +388,61 @@ class OnPolicyPrograms:
             final_mask: jax.Array,
             key: jax.Array,
             counter: jax.Array,
-        ) -> tuple[Any, ...]:
-            state, obs_n, final_values = observe_one(state, obs, final_obs, final_mask)
-            env_actions, extras = act_one(state, obs_n, key, counter)
-            return state, obs_n, final_values, env_actions, extras
+        ) -> Any:
+            state, out = push_finals(state, final_obs, final_mask)
+            state, obs_n = normalize(state, obs, None)
+            return state, {**acting(state, obs_n, key, counter), **out}
 
-        def act_all(states: Any, obs_n: jax.Array, keys: jax.Array, counter: jax.Array) -> Any:
-            return over_seeds(act_one, axis, 3)(states, obs_n, keys, counter)
+        def plain_step_one(state: Any, obs: jax.Array, key: jax.Array, counter: jax.Array) -> Any:
+            state, obs_n = normalize(state, obs, None)
+            return state, acting(state, obs_n, key, counter)
+
+        def act_one(state: Any, obs_n: jax.Array, key: jax.Array, counter: jax.Array) -> Any:
+            return state, acting(state, obs_n, key, counter)
 
         def update_all(states: Any, rollout: Any, info: Any) -> Any:
             return over_seeds(parts.update_rollout, axis, 3)(states, rollout, info)
 
-        self._observe = _StatePassing(observe_values_one, axis, 4)
+        self._observe = _StatePassing(observe_one, axis, 4)
         self._step = _StatePassing(step_one, axis, 5)
-        self._act = tuned_jit(act_all)
+        self._plain_step = _StatePassing(plain_step_one, axis, 3)
+        self._act = _StatePassing(act_one, axis, 3)
         self.update = tuned_jit(update_all, donate_argnums=0)
 
     def observe(
-        self, states: Any, obs: Any, final_obs: Any, final_mask: Any
-    ) -> tuple[Any, jax.Array, tuple[jax.Array, jax.Array], tuple[jax.Array, jax.Array]]:
-        return self._observe(states, obs, final_obs, final_mask)
+        self, states: Any, obs: np.ndarray, final_obs: np.ndarray, final_mask: np.ndarray
+    ) -> tuple[Any, Observed]:
+        states, out = self._observe(states, obs, final_obs, final_mask)
+        return states, Observed(**out)
 
     def step(
-        self, states: Any, obs: Any, final_obs: Any, final_mask: Any, keys: jax.Array, counter: int
-    ) -> tuple[Any, ...]:
-        return self._step(states, obs, final_obs, final_mask, keys, np.int32(counter))
+        self,
+        states: Any,
+        obs: np.ndarray,
+        keys: jax.Array,
+        counter: int,
+        final_obs: np.ndarray | None = None,
+        final_mask: np.ndarray | None = None,
+    ) -> tuple[Any, Acted]:
+        if final_obs is None:
+            states, out = self._plain_step(states, obs, keys, np.int32(counter))
+            zeros = np.zeros(out["log_prob"].shape, np.float32)
+            return states, Acted(**out, final_value_r=zeros, final_value_c=zeros)
+        counter32 = np.int32(counter)
+        states, out = self._step(states, obs, final_obs, final_mask, keys, counter32)
+        return states, Acted(**out)
 
-    def act(self, states: Any, obs_n: Any, keys: jax.Array, counter: int) -> Any:
-        return self._act(states, obs_n, keys, np.int32(counter))
+    def act(self, states: Any, obs_n: np.ndarray, keys: jax.Array, counter: int) -> Acted:
+        _, out = self._act(states, obs_n, keys, np.int32(counter))
+        zeros = np.zeros(out["log_prob"].shape, np.float32)
+        return Acted(**out, final_value_r=zeros, final_value_c=zeros)
 
     def cache_sizes(self) -> dict[str, int]:
         """Compiled versions of each program so far (for no-recompilation checks)."""
         return {
             "observe": self._observe._cache_size(),
             "step": self._step._cache_size(),
+            "plain_step": self._plain_step._cache_size(),
             "act": self._act._cache_size(),
             "update": self.update._cache_size(),
         }

@@ -214,10 +214,10 @@ class VectorCollector:
             obs, _ = vec.reset()
             state.obs[k] = np.asarray(obs, np.float32)
         no_final = np.zeros_like(state.obs)
-        states, obs_n, _, _ = self.programs.observe(
+        states, observed = self.programs.observe(
             states, state.obs, no_final, np.zeros(state.episode_index.shape, bool)
         )
-        state.obs_n[:] = np.asarray(obs_n)
+        state.obs_n[:] = observed.obs_n
         self.state = state
         return states
 
@@ -285,14 +285,13 @@ class VectorCollector:
         limit = st.actions.shape[2]
 
         with clock("act"):
-            env_actions, extras = programs.act(states, st.obs_n, self.keys, int(st.step[0]))
-            actions, extras = jax.device_get((env_actions, extras))
+            acted = programs.act(states, st.obs_n, self.keys, int(st.step[0]))
         for t in range(steps):
             with clock("record"):
-                obs_buf[:, t] = st.obs_n
-                raw_buf[:, t], logp[:, t] = extras.raw_action, extras.log_prob
-                v_r[:, t], v_c[:, t] = extras.value_r, extras.value_c
-                actions = np.asarray(actions, np.float32)
+                obs_buf[:, t] = acted.obs_n
+                raw_buf[:, t], logp[:, t] = acted.raw_action, acted.log_prob
+                v_r[:, t], v_c[:, t] = acted.value_r, acted.value_c
+                actions = acted.env_action
                 final_mask[:] = False
             for k, vec in enumerate(self.vecs):
                 with clock("env_step"):
@@ -322,19 +321,19 @@ class VectorCollector:
             with clock("record"):
                 st.step[:] += 1
                 st.obs[:] = next_obs
+                ended = bool(final_mask.any())
             with clock("act"):
                 if t + 1 < steps:
-                    states, obs_n, final_v, env_actions, extras = programs.step(
-                        states, next_obs, final_obs, final_mask, self.keys, int(st.step[0])
+                    finals = (final_obs, final_mask) if ended else (None, None)
+                    states, acted = programs.step(
+                        states, next_obs, self.keys, int(st.step[0]), *finals
                     )
-                    obs_n, final_v, actions, extras = jax.device_get(
-                        (obs_n, final_v, env_actions, extras)
-                    )
+                    obs_n, final_v = acted.obs_n, (acted.final_value_r, acted.final_value_c)
                 else:
-                    states, obs_n, final_v, last_v = programs.observe(
-                        states, next_obs, final_obs, final_mask
-                    )
-                    obs_n, final_v, last_v = jax.device_get((obs_n, final_v, last_v))
+                    states, observed = programs.observe(states, next_obs, final_obs, final_mask)
+                    obs_n = observed.obs_n
+                    final_v = (observed.final_value_r, observed.final_value_c)
+                    last_v = (observed.value_r, observed.value_c)
             with clock("record"):
                 st.obs_n[:] = obs_n
                 final_r[:, t], final_c[:, t] = final_v
