@@ -289,7 +289,7 @@ class _StatePassing:
         new, packed = jitted([x for x, n in zip(leaves, needed, strict=True) if n], *args)
         fresh = iter(new)
         merged = [next(fresh) if c else x for x, c in zip(leaves, changed, strict=True)]
-        packed = np.asarray(packed)
+        packed = np.array(packed)  # writable: the envs get views of it as their actions
         outputs, start = {}, 0
         for name, shape in layout:
             size = math.prod(shape)
@@ -305,10 +305,7 @@ class Observed(NamedTuple):
     """`OnPolicyPrograms.observe`'s results (numpy float32, S seeds x E envs)."""
 
     obs_n: np.ndarray  # [S, E, ds] the observations, normalised after their push
-    final_value_r: np.ndarray  # [S, E] V_r of the final observations (where final_mask)
-    final_value_c: np.ndarray  # [S, E] V_c of the final observations (where final_mask)
-    value_r: np.ndarray  # [S, E] V_r of obs_n
-    value_c: np.ndarray  # [S, E] V_c of obs_n
+    final_obs_n: np.ndarray  # [S, E, ds] the final observations, normalised (where final_mask)
 
 
 class Acted(NamedTuple):
@@ -317,11 +314,8 @@ class Acted(NamedTuple):
     env_action: np.ndarray  # [S, E, da] in the box
     raw_action: np.ndarray  # [S, E, da] the policy's draw
     log_prob: np.ndarray  # [S, E] its log-density (nats)
-    value_r: np.ndarray  # [S, E] V_r of the observations acted on
-    value_c: np.ndarray  # [S, E] V_c of the observations acted on
     obs_n: np.ndarray  # [S, E, ds] the observations acted on, normalised
-    final_value_r: np.ndarray  # [S, E] V_r of the final observations (where final_mask)
-    final_value_c: np.ndarray  # [S, E] V_c of the final observations (where final_mask)
+    final_obs_n: np.ndarray  # [S, E, ds] the final observations, normalised (where final_mask)
 
 
 class OnPolicyPrograms:
@@ -334,26 +328,30 @@ class OnPolicyPrograms:
 
     `observe(states, obs, final_obs, final_mask) -> (states, Observed)`: per seed, push the
         final observations `final_obs [S, E, ds]` of the episodes that just ended (rows
-        where `final_mask [S, E]`), value them with the statistics after that push (what a
-        truncated episode bootstraps from), then push the observations `obs` and normalise
-        them, with their values (what the rollout's cut bootstraps from). For the start of
-        a run (no final observation: `final_mask` all false) and the end of every rollout.
+        where `final_mask [S, E]`) and normalise them with the statistics after that push
+        (what a truncated episode bootstraps from is their value), then push the
+        observations `obs` and normalise them. For the start of a run (no final
+        observation: `final_mask` all false) and the end of every rollout.
     `step(states, obs, keys, counter, final_obs=None, final_mask=None) -> (states, Acted)`:
-        `observe` without the values of the normalised observations, then `rollout_act` on
-        them: the one call per env step inside a rollout. Without `final_obs` (no episode
-        ended on the step before) nothing is pushed but `obs`, and the final values are 0.
+        `observe`, then `rollout_act` on the normalised observations: the one call per env
+        step inside a rollout. Without `final_obs` (no episode ended on the step before)
+        only `obs` is pushed and `final_obs_n` is 0.
     `act(states, obs_n, keys, counter) -> Acted`: `rollout_act` on normalised observations
         (the first step of a rollout, on what the previous rollout's `observe` returned);
-        `obs_n` is passed through, the final values are 0.
+        `obs_n` is passed through, `final_obs_n` is 0.
+    `values(states, obs_n) -> (V_r, V_c)`: the values of normalised observations `[S, N,
+        ds]`, each `[S, N]`: once per rollout, for every row it collected (the learner
+        does not change during a rollout, so its values need not be computed step by step:
+        the per-step programs leave the value nets out).
     `update(states, rollout, info) -> (states, metrics)`: one update phase per seed,
         `rollout` a `Rollout` of `[S, T, E, ...]`, `info` a `LoopInfo` of `[S, ...]`,
         metrics device arrays `[S]`; the states are donated: one compiled call per rollout
         for all seeds.
 
-    `observe` and `step` change only the observation statistics of a state; they read only
-    the leaves they need and hand the others back as they came in (see `_StatePassing`).
-    Every program keeps one compiled version across calls as long as the shapes and the
-    state's structure stay.
+    `observe` and `step` change only the observation statistics of a state; every program
+    but `update` reads only the state leaves it needs and hands the others back as they
+    came in (see `_StatePassing`). Every program keeps one compiled version across calls as
+    long as the shapes and the state's structure stay.
     """
 
     def __init__(self, parts: OnPolicyParts, axis: SeedAxis):
@@ -364,22 +362,27 @@ class OnPolicyPrograms:
             parts.rollout_act,
         )
 
-        def push_finals(state: Any, final_obs: jax.Array, final_mask: jax.Array) -> Any:
+        def push(state: Any, obs: jax.Array, final_obs: jax.Array, final_mask: jax.Array) -> Any:
             state, final_n = normalize(state, final_obs, final_mask)
-            final_r, final_c = values(state, final_n)
-            return state, {"final_value_r": final_r, "final_value_c": final_c}
+            state, obs_n = normalize(state, obs, None)
+            return state, obs_n, final_n
 
         def acting(state: Any, obs_n: jax.Array, key: jax.Array, counter: jax.Array) -> Any:
+            # the values `rollout_act` returns are left out (and compiled away): `values`
+            # computes them for the whole rollout at once
             env_action, extras = rollout_act(state, obs_n, jax.random.fold_in(key, counter))
-            return {"env_action": env_action, **extras._asdict(), "obs_n": obs_n}
+            return {
+                "env_action": env_action,
+                "raw_action": extras.raw_action,
+                "log_prob": extras.log_prob,
+                "obs_n": obs_n,
+            }
 
         def observe_one(
             state: Any, obs: jax.Array, final_obs: jax.Array, final_mask: jax.Array
         ) -> Any:
-            state, out = push_finals(state, final_obs, final_mask)
-            state, obs_n = normalize(state, obs, None)
-            value_r, value_c = values(state, obs_n)
-            return state, {"obs_n": obs_n, **out, "value_r": value_r, "value_c": value_c}
+            state, obs_n, final_n = push(state, obs, final_obs, final_mask)
+            return state, {"obs_n": obs_n, "final_obs_n": final_n}
 
         def step_one(
             state: Any,
@@ -389,9 +392,8 @@ class OnPolicyPrograms:
             key: jax.Array,
             counter: jax.Array,
         ) -> Any:
-            state, out = push_finals(state, final_obs, final_mask)
-            state, obs_n = normalize(state, obs, None)
-            return state, {**acting(state, obs_n, key, counter), **out}
+            state, obs_n, final_n = push(state, obs, final_obs, final_mask)
+            return state, {**acting(state, obs_n, key, counter), "final_obs_n": final_n}
 
         def plain_step_one(state: Any, obs: jax.Array, key: jax.Array, counter: jax.Array) -> Any:
             state, obs_n = normalize(state, obs, None)
@@ -400,6 +402,10 @@ class OnPolicyPrograms:
         def act_one(state: Any, obs_n: jax.Array, key: jax.Array, counter: jax.Array) -> Any:
             return state, acting(state, obs_n, key, counter)
 
+        def values_one(state: Any, obs_n: jax.Array) -> Any:
+            value_r, value_c = values(state, obs_n)
+            return state, {"value_r": value_r, "value_c": value_c}
+
         def update_all(states: Any, rollout: Any, info: Any) -> Any:
             return over_seeds(parts.update_rollout, axis, 3)(states, rollout, info)
 
@@ -407,6 +413,7 @@ class OnPolicyPrograms:
         self._step = _StatePassing(step_one, axis, 5)
         self._plain_step = _StatePassing(plain_step_one, axis, 3)
         self._act = _StatePassing(act_one, axis, 3)
+        self._values = _StatePassing(values_one, axis, 2)
         self.update = tuned_jit(update_all, donate_argnums=0)
 
     def observe(
@@ -426,16 +433,18 @@ class OnPolicyPrograms:
     ) -> tuple[Any, Acted]:
         if final_obs is None:
             states, out = self._plain_step(states, obs, keys, np.int32(counter))
-            zeros = np.zeros(out["log_prob"].shape, np.float32)
-            return states, Acted(**out, final_value_r=zeros, final_value_c=zeros)
+            return states, Acted(**out, final_obs_n=np.zeros_like(out["obs_n"]))
         counter32 = np.int32(counter)
         states, out = self._step(states, obs, final_obs, final_mask, keys, counter32)
         return states, Acted(**out)
 
     def act(self, states: Any, obs_n: np.ndarray, keys: jax.Array, counter: int) -> Acted:
         _, out = self._act(states, obs_n, keys, np.int32(counter))
-        zeros = np.zeros(out["log_prob"].shape, np.float32)
-        return Acted(**out, final_value_r=zeros, final_value_c=zeros)
+        return Acted(**out, final_obs_n=np.zeros_like(out["obs_n"]))
+
+    def values(self, states: Any, obs_n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        _, out = self._values(states, obs_n)
+        return out["value_r"], out["value_c"]
 
     def cache_sizes(self) -> dict[str, int]:
         """Compiled versions of each program so far (for no-recompilation checks)."""
@@ -444,6 +453,7 @@ class OnPolicyPrograms:
             "step": self._step._cache_size(),
             "plain_step": self._plain_step._cache_size(),
             "act": self._act._cache_size(),
+            "values": self._values._cache_size(),
             "update": self.update._cache_size(),
         }
 

@@ -11,9 +11,12 @@ steps of every environment of every seed:
     states, rollout, finished = collector.collect(states)  # T steps -> Rollout of [S, T, E, ...]
     states, metrics = collector.programs.update(states, rollout, info)
 
-Per env step there is one compiled call for all seeds (`OnPolicyPrograms.step`: push the new
-observations into the learners' statistics, value the final observations of the episodes
-that ended, act), then the S vector envs are stepped on the host, one after the other.
+Per env step there is one compiled call for all seeds (`OnPolicyPrograms.step`: push the final
+observations of the episodes that ended and the new observations into the learners'
+statistics, act), then the S vector envs are stepped on the host, one after the other. The
+values of every row of a rollout (the observations acted on, the final observations, the
+observations after the last step) come from one call at its end (`OnPolicyPrograms.values`):
+the learner does not change during a rollout.
 
 Exact resume. Every random draw is a pure function of the run seed and a counter: episode k
 of environment i of seed s is reset with `episode_seed(s, i, k)` (`EpisodeSeeds`, so the
@@ -42,7 +45,7 @@ import numpy as np
 from gymnasium.vector import SyncVectorEnv
 
 from algd_jax.algorithms.base import Rollout, bootstrap_values
-from algd_jax.programs import OnPolicyPrograms
+from algd_jax.programs import Acted, Observed, OnPolicyPrograms
 from algd_jax.rollouts import EPISODE_FIELDS, EpisodeStats, cost_of
 
 #: Random streams derived from the run seed; the numbers are those of the off-policy loop
@@ -164,8 +167,9 @@ class VectorCollector:
         spec: the task's dimensions, action box, time limit L and cost discount gamma_c.
         programs: the compiled programs of the learner (`on_policy_programs`).
         clock: optional `clock(phase)` context manager timing the phases `act` (the
-            compiled calls and their results' transfer), `env_step` (the vector envs) and
-            `record` (the host bookkeeping); for `benchmarks.loop`.
+            compiled per-step calls and their results' transfer), `env_step` (the vector
+            envs), `record` (the host bookkeeping) and `values` (the one call per rollout
+            that values every row); for `benchmarks.loop`.
     """
 
     def __init__(
@@ -273,8 +277,8 @@ class VectorCollector:
         num, envs, steps = len(self.seeds), self.num_envs, self.rollout_steps
         ds, da = spec.obs_dim, spec.act_dim
         f32 = lambda *shape: np.zeros((num, steps, envs, *shape), np.float32)  # noqa: E731
-        obs_buf, raw_buf, logp, v_r, v_c = f32(ds), f32(da), f32(), f32(), f32()
-        reward, cost, final_r, final_c = f32(), f32(), f32(), f32()
+        obs_buf, final_buf, raw_buf, logp = f32(ds), f32(ds), f32(da), f32()
+        reward, cost = f32(), f32()
         terminated = np.zeros((num, steps, envs), bool)
         truncated = np.zeros((num, steps, envs), bool)
         stats = EpisodeStats(st.totals.reshape(-1, 4), st.discount.reshape(-1), spec.cost_gamma)
@@ -290,7 +294,6 @@ class VectorCollector:
             with clock("record"):
                 obs_buf[:, t] = acted.obs_n
                 raw_buf[:, t], logp[:, t] = acted.raw_action, acted.log_prob
-                v_r[:, t], v_c[:, t] = acted.value_r, acted.value_c
                 actions = acted.env_action
                 final_mask[:] = False
             for k, vec in enumerate(self.vecs):
@@ -328,15 +331,31 @@ class VectorCollector:
                     states, acted = programs.step(
                         states, next_obs, self.keys, int(st.step[0]), *finals
                     )
-                    obs_n, final_v = acted.obs_n, (acted.final_value_r, acted.final_value_c)
+                    latest: Acted | Observed = acted
                 else:
-                    states, observed = programs.observe(states, next_obs, final_obs, final_mask)
-                    obs_n = observed.obs_n
-                    final_v = (observed.final_value_r, observed.final_value_c)
-                    last_v = (observed.value_r, observed.value_c)
+                    states, latest = programs.observe(states, next_obs, final_obs, final_mask)
             with clock("record"):
-                st.obs_n[:] = obs_n
-                final_r[:, t], final_c[:, t] = final_v
+                st.obs_n[:] = latest.obs_n
+                if ended:
+                    final_buf[:, t] = latest.final_obs_n
+
+        with clock("values"):
+            # every value of the rollout in one call: the rows acted on, the final
+            # observations (read where truncated), the observations after the last step
+            rows = np.concatenate(
+                [
+                    obs_buf.reshape(num, steps * envs, ds),
+                    final_buf.reshape(num, steps * envs, ds),
+                    st.obs_n,
+                ],
+                axis=1,
+            )
+            all_r, all_c = programs.values(states, rows)
+            cut = steps * envs
+            shape = (num, steps, envs)
+            v_r, final_r = all_r[:, :cut].reshape(shape), all_r[:, cut : 2 * cut].reshape(shape)
+            v_c, final_c = all_c[:, :cut].reshape(shape), all_c[:, cut : 2 * cut].reshape(shape)
+            last_v = (all_r[:, 2 * cut :], all_c[:, 2 * cut :])
 
         with clock("record"):
             next_r = _bootstrap_all(v_r, last_v[0], final_r, truncated)

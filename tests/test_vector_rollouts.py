@@ -172,7 +172,7 @@ def test_restore_refuses_a_state_that_does_not_fit_or_does_not_replay(runs):
 
 def test_no_program_is_compiled_again_for_a_new_run_or_rollout(runs):
     before = PROGRAMS.cache_sizes()  # what the fixture compiled, for S = 1 and 2
-    assert before["update"] == 2 and before["plain_step"] == 2
+    assert before["update"] == 2 and before["plain_step"] == 2 and before["values"] == 2
     collector = _collector(SEEDS)
     states = collector.start(_states(SEEDS))
     for cost in (30.0, 10.0):
