@@ -17,6 +17,7 @@ stacked states (`stack`), in one of two ways:
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from functools import lru_cache
@@ -321,10 +322,13 @@ class Acted(NamedTuple):
 class OnPolicyPrograms:
     """The compiled programs of an on-policy algorithm (its `OnPolicyParts`) on a seed axis,
     shared by every run in a process. S seeds, E environments per seed; observations are
-    raw float32 `[S, E, ds]` unless named `obs_n` (normalised); `keys [S]` are each seed's
-    acting keys: the noise of env step `counter` (an int, the env step of every seed's
-    envs) is drawn from `fold_in(keys[k], counter)`, so seed k's draws do not depend on the
-    other seeds. Results come back as numpy arrays (`Observed`, `Acted`).
+    raw float32 `[S, E, ds]` unless named `obs_n` (normalised). Results come back as numpy
+    arrays (`Observed`, `Acted`).
+
+    `noise(states, keys, counters, num_envs) -> noise`: the acting draws of T env steps,
+        `acting_noise(state, fold_in(keys[k], counters[t]), E)` for every seed k and step t
+        (`keys [S]` each seed's acting key, `counters [T]` int the env steps): a pytree of
+        numpy `[S, T, E, ...]`, one call per rollout. Seed k's draws depend on its key only.
 
     `observe(states, obs, final_obs, final_mask) -> (states, Observed)`: per seed, push the
         final observations `final_obs [S, E, ds]` of the episodes that just ended (rows
@@ -332,12 +336,13 @@ class OnPolicyPrograms:
         (what a truncated episode bootstraps from is their value), then push the
         observations `obs` and normalise them. For the start of a run (no final
         observation: `final_mask` all false) and the end of every rollout.
-    `step(states, obs, keys, counter, final_obs=None, final_mask=None) -> (states, Acted)`:
-        `observe`, then `rollout_act` on the normalised observations: the one call per env
-        step inside a rollout. Without `final_obs` (no episode ended on the step before)
-        only `obs` is pushed and `final_obs_n` is 0.
-    `act(states, obs_n, keys, counter) -> Acted`: `rollout_act` on normalised observations
-        (the first step of a rollout, on what the previous rollout's `observe` returned);
+    `step(states, obs, noise, final_obs=None, final_mask=None) -> (states, Acted)`:
+        `observe`, then `rollout_act` on the normalised observations with the step's draws
+        `noise` (`[S, E, ...]`: the rollout's noise at step t): the one call per env step
+        inside a rollout. Without `final_obs` (no episode ended on the step before) only
+        `obs` is pushed and `final_obs_n` is 0.
+    `act(states, obs_n, noise) -> Acted`: `rollout_act` on normalised observations (the
+        first step of a rollout, on what the previous rollout's `observe` returned);
         `obs_n` is passed through, `final_obs_n` is 0.
     `values(states, obs_n) -> (V_r, V_c)`: the values of normalised observations `[S, N,
         ds]`, each `[S, N]`: once per rollout, for every row it collected (the learner
@@ -361,16 +366,17 @@ class OnPolicyPrograms:
             parts.values,
             parts.rollout_act,
         )
+        self._noise_tree: dict[int, Any] = {}
 
         def push(state: Any, obs: jax.Array, final_obs: jax.Array, final_mask: jax.Array) -> Any:
             state, final_n = normalize(state, final_obs, final_mask)
             state, obs_n = normalize(state, obs, None)
             return state, obs_n, final_n
 
-        def acting(state: Any, obs_n: jax.Array, key: jax.Array, counter: jax.Array) -> Any:
+        def acting(state: Any, obs_n: jax.Array, noise: Any) -> Any:
             # the values `rollout_act` returns are left out (and compiled away): `values`
             # computes them for the whole rollout at once
-            env_action, extras = rollout_act(state, obs_n, jax.random.fold_in(key, counter))
+            env_action, extras = rollout_act(state, obs_n, noise)
             return {
                 "env_action": env_action,
                 "raw_action": extras.raw_action,
@@ -385,22 +391,26 @@ class OnPolicyPrograms:
             return state, {"obs_n": obs_n, "final_obs_n": final_n}
 
         def step_one(
-            state: Any,
-            obs: jax.Array,
-            final_obs: jax.Array,
-            final_mask: jax.Array,
-            key: jax.Array,
-            counter: jax.Array,
+            state: Any, obs: jax.Array, final_obs: jax.Array, final_mask: jax.Array, noise: Any
         ) -> Any:
             state, obs_n, final_n = push(state, obs, final_obs, final_mask)
-            return state, {**acting(state, obs_n, key, counter), "final_obs_n": final_n}
+            return state, {**acting(state, obs_n, noise), "final_obs_n": final_n}
 
-        def plain_step_one(state: Any, obs: jax.Array, key: jax.Array, counter: jax.Array) -> Any:
+        def plain_step_one(state: Any, obs: jax.Array, noise: Any) -> Any:
             state, obs_n = normalize(state, obs, None)
-            return state, acting(state, obs_n, key, counter)
+            return state, acting(state, obs_n, noise)
 
-        def act_one(state: Any, obs_n: jax.Array, key: jax.Array, counter: jax.Array) -> Any:
-            return state, acting(state, obs_n, key, counter)
+        def act_one(state: Any, obs_n: jax.Array, noise: Any) -> Any:
+            return state, acting(state, obs_n, noise)
+
+        def noise_one(state: Any, key: jax.Array, counters: jax.Array, num_envs: int) -> Any:
+            draw = lambda c: parts.acting_noise(state, jax.random.fold_in(key, c), num_envs)  # noqa: E731
+            leaves, tree = jax.tree.flatten(jax.vmap(draw)(counters))
+            self._noise_tree[num_envs] = tree
+            return state, {str(i): leaf for i, leaf in enumerate(leaves)}
+
+        self._noise_one = noise_one
+        self._noise: dict[int, _StatePassing] = {}
 
         def values_one(state: Any, obs_n: jax.Array) -> Any:
             value_r, value_c = values(state, obs_n)
@@ -422,24 +432,31 @@ class OnPolicyPrograms:
         states, out = self._observe(states, obs, final_obs, final_mask)
         return states, Observed(**out)
 
+    def noise(self, states: Any, keys: jax.Array, counters: np.ndarray, num_envs: int) -> Any:
+        program = self._noise.get(num_envs)
+        if program is None:
+            one = functools.partial(self._noise_one, num_envs=num_envs)
+            program = self._noise[num_envs] = _StatePassing(one, self.axis, 2)
+        _, out = program(states, keys, np.asarray(counters, np.int32))
+        leaves = [out[str(i)] for i in range(len(out))]  # each [S, T, E, ...]
+        return jax.tree.unflatten(self._noise_tree[num_envs], leaves)
+
     def step(
         self,
         states: Any,
         obs: np.ndarray,
-        keys: jax.Array,
-        counter: int,
+        noise: Any,
         final_obs: np.ndarray | None = None,
         final_mask: np.ndarray | None = None,
     ) -> tuple[Any, Acted]:
         if final_obs is None:
-            states, out = self._plain_step(states, obs, keys, np.int32(counter))
+            states, out = self._plain_step(states, obs, noise)
             return states, Acted(**out, final_obs_n=np.zeros_like(out["obs_n"]))
-        counter32 = np.int32(counter)
-        states, out = self._step(states, obs, final_obs, final_mask, keys, counter32)
+        states, out = self._step(states, obs, final_obs, final_mask, noise)
         return states, Acted(**out)
 
-    def act(self, states: Any, obs_n: np.ndarray, keys: jax.Array, counter: int) -> Acted:
-        _, out = self._act(states, obs_n, keys, np.int32(counter))
+    def act(self, states: Any, obs_n: np.ndarray, noise: Any) -> Acted:
+        _, out = self._act(states, obs_n, noise)
         return Acted(**out, final_obs_n=np.zeros_like(out["obs_n"]))
 
     def values(self, states: Any, obs_n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -453,6 +470,7 @@ class OnPolicyPrograms:
             "step": self._step._cache_size(),
             "plain_step": self._plain_step._cache_size(),
             "act": self._act._cache_size(),
+            "noise": sum(program._cache_size() for program in self._noise.values()),
             "values": self._values._cache_size(),
             "update": self.update._cache_size(),
         }

@@ -289,7 +289,12 @@ class VectorCollector:
         limit = st.actions.shape[2]
 
         with clock("act"):
-            acted = programs.act(states, st.obs_n, self.keys, int(st.step[0]))
+            # the acting draws of the whole rollout in one call, those of env step c from
+            # fold_in(key(seed), c)
+            counters = st.step[0] + np.arange(steps)
+            noise = programs.noise(states, self.keys, counters, envs)
+            at = lambda t: jax.tree.map(lambda x: x[:, t], noise)  # noqa: E731
+            acted = programs.act(states, st.obs_n, at(0))
         for t in range(steps):
             with clock("record"):
                 obs_buf[:, t] = acted.obs_n
@@ -328,9 +333,7 @@ class VectorCollector:
             with clock("act"):
                 if t + 1 < steps:
                     finals = (final_obs, final_mask) if ended else (None, None)
-                    states, acted = programs.step(
-                        states, next_obs, self.keys, int(st.step[0]), *finals
-                    )
+                    states, acted = programs.step(states, next_obs, at(t + 1), *finals)
                     latest: Acted | Observed = acted
                 else:
                     states, latest = programs.observe(states, next_obs, final_obs, final_mask)

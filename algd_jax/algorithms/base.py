@@ -49,7 +49,8 @@ rollout. The loop (`algd_jax.programs.OnPolicyPrograms`, `algd_jax.vector_rollou
 per seed (S seeds are mapped like every other program):
 
     state, obs_n = normalize_observation(state, obs, mask)   # raw obs [E, ds], mask [E] or None
-    env_action, extras = rollout_act(state, obs_n, key)      # [E, da], RolloutExtras of [E]
+    noise = acting_noise(state, key, E)                      # the draws of one step's actions
+    env_action, extras = rollout_act(state, obs_n, noise)    # [E, da], RolloutExtras of [E]
     v_r, v_c = values(state, obs_n)                          # [E] each, for bootstraps
     state, metrics = update_rollout(state, rollout, info)    # Rollout of [T, E, ...]
 
@@ -62,8 +63,11 @@ per seed (S seeds are mapped like every other program):
   does. `rollout_act` and `values` read the state and never change it; so do `act`
   (evaluation: raw observations, the statistics frozen) and `update_rollout` (the
   statistics are not learned from).
-* `rollout_act` draws its noise from `key` only; the loop derives it from the seed and the
-  env step (`fold_in`), so a seed's rollout does not depend on the other seeds.
+* Every random draw of acting is `acting_noise`'s, from `key` only; `rollout_act` is
+  deterministic given it. The loop derives the key of env step t from the seed alone,
+  `fold_in(key(seed), t)`, so a seed's rollout does not depend on the other seeds, and
+  draws a whole rollout's noise in one call (random-number generation is a large share of
+  a small per-step program on a CPU).
 * `Rollout` holds what the policy acted on (normalised observations), what it drew
   (`RolloutExtras`), what the environments returned and the bootstrap values
   `next_value_*` (the value of the next observation; of the final observation for a
@@ -192,8 +196,11 @@ class OnPolicyParts:
         normalize_observation: `(state, obs [B, ds], mask [B] | None) -> (state, obs_n
             [B, ds])`: push the rows of raw `obs` where `mask` into the state's running
             statistics, then normalise every row with the updated statistics.
-        rollout_act: `(state, obs_n [B, ds], key) -> (env_action [B, da] in the box,
-            RolloutExtras of [B, ...])`; the noise from `key` only; the state unchanged.
+        acting_noise: `(state, key, B) -> noise`, the random draws (a pytree of float32
+            `[B, ...]`) `rollout_act` needs to act on B observations, from `key` only; B is
+            static.
+        rollout_act: `(state, obs_n [B, ds], noise) -> (env_action [B, da] in the box,
+            RolloutExtras of [B, ...])`, deterministic given `noise`; the state unchanged.
         values: `(state, obs_n [B, ds]) -> (V_r [B], V_c [B])`, the bootstrap values of
             normalised observations; the state unchanged.
         update_rollout: `(state, Rollout of [T, E, ...], LoopInfo) -> (state, metrics)`,
@@ -204,7 +211,8 @@ class OnPolicyParts:
     """
 
     normalize_observation: Callable[[Any, jax.Array, jax.Array | None], tuple[Any, jax.Array]]
-    rollout_act: Callable[[Any, jax.Array, jax.Array], tuple[jax.Array, RolloutExtras]]
+    acting_noise: Callable[[Any, jax.Array, int], Any]
+    rollout_act: Callable[[Any, jax.Array, Any], tuple[jax.Array, RolloutExtras]]
     values: Callable[[Any, jax.Array], tuple[jax.Array, jax.Array]]
     update_rollout: Callable[[Any, Rollout, LoopInfo], tuple[Any, Metrics]]
     rollout_steps: Callable[[Any], int]

@@ -498,17 +498,33 @@ def values(state: PPOLagState, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
     return v_r, v_c
 
 
+def acting_noise(state: PPOLagState, key: jax.Array, batch: int) -> jax.Array:
+    """The standard-normal draws `[batch, da]` (float32) that `rollout_act_with_noise` turns
+    into the Gaussian policy's actions for `batch` observations, from `key` only."""
+    return jax.random.normal(key, (batch, state.action_scale.shape[0]), jnp.float32)
+
+
+def rollout_act_with_noise(
+    state: PPOLagState, obs: jax.Array, noise: jax.Array
+) -> tuple[jax.Array, RolloutExtras]:
+    """Act on normalised observations `obs [B, ds]` (`normalize_observation`'s output) with
+    the draws `noise [B, da]` (`acting_noise`): raw action `mean + std * noise`; returns
+    `(env_action [B, da] in the box, RolloutExtras)`."""
+    policy = _parts(state)[0]
+    mean, log_std = policy.apply({"params": state.actor.params}, obs)
+    raw = mean + jnp.exp(log_std) * noise
+    v_r, v_c = values(state, obs)
+    extras = RolloutExtras(raw, gaussian_log_prob(raw, mean, log_std), v_r, v_c)
+    return to_env_action(state, raw), extras
+
+
 def rollout_act(
     state: PPOLagState, obs: jax.Array, key: jax.Array
 ) -> tuple[jax.Array, RolloutExtras]:
     """Act on normalised observations `obs [B, ds]` (`normalize_observation`'s output):
-    `(env_action [B, da] in the box, RolloutExtras)`; the Gaussian draw from `key`."""
-    policy = _parts(state)[0]
-    mean, log_std = policy.apply({"params": state.actor.params}, obs)
-    raw = mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape, mean.dtype)
-    v_r, v_c = values(state, obs)
-    extras = RolloutExtras(raw, gaussian_log_prob(raw, mean, log_std), v_r, v_c)
-    return to_env_action(state, raw), extras
+    `(env_action [B, da] in the box, RolloutExtras)`; the Gaussian draw from `key`
+    (`acting_noise(state, key, B)`)."""
+    return rollout_act_with_noise(state, obs, acting_noise(state, key, obs.shape[0]))
 
 
 def act(
@@ -947,7 +963,8 @@ def episode_window(config: PPOLagConfig) -> int:
 
 ON_POLICY = OnPolicyParts(
     normalize_observation=normalize_observation,
-    rollout_act=rollout_act,
+    acting_noise=acting_noise,
+    rollout_act=rollout_act_with_noise,
     values=values,
     update_rollout=update_rollout,
     rollout_steps=rollout_steps,
