@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from algd_jax.algorithms import ppo_lag as P
+from algd_jax.algorithms.base import Algorithm, LoopInfo
 
 
 class _Box(NamedTuple):
@@ -23,15 +24,6 @@ class _Box(NamedTuple):
     act_dim: int
     action_low: tuple[float, ...]
     action_high: tuple[float, ...]
-
-
-class _LoopInfo(NamedTuple):
-    """TEST STAND-IN for `algd_jax.algorithms.base.LoopInfo` (being added on another branch):
-    only the fields `update_rollout` reads."""
-
-    episode_costs: jax.Array  # f32 [W]
-    episode_count: jax.Array  # int32 []
-    total_updates: jax.Array  # int32 []
 
 
 SPEC = _Box(3, 2, (-1.0, -2.0), (1.0, 2.0))
@@ -52,9 +44,21 @@ normalize_observation = jax.jit(P.normalize_observation)
 rollout_act = jax.jit(P.rollout_act)
 
 
-def _info(cost: float = 30.0, count: int = 5, window: int = 8) -> _LoopInfo:
-    return _LoopInfo(
-        jnp.full((window,), cost, jnp.float32), jnp.asarray(count, jnp.int32), jnp.asarray(10)
+def _info(
+    cost: float = 30.0, count: int = 5, window: int = 8, discounted: float = -1.0
+) -> LoopInfo:
+    """A seed's loop information: every window slot `cost` (undiscounted) and `discounted`
+    (discounted), `count` episodes finished, 10 update phases planned."""
+    i32 = lambda x: jnp.asarray(x, jnp.int32)  # noqa: E731
+    return LoopInfo(
+        env_step=i32(0),
+        epoch=i32(0),
+        update_step=i32(0),
+        total_updates=i32(10),
+        episode_costs=jnp.full((window,), cost, jnp.float32),
+        episode_discounted_costs=jnp.full((window,), discounted, jnp.float32),
+        episode_returns=jnp.zeros((window,), jnp.float32),
+        episode_count=i32(count),
     )
 
 
@@ -420,11 +424,61 @@ def test_config_rejects_impossible_values():
         P.PPOLagConfig(minibatch_size=128, steps_per_epoch=64).validate()
 
 
-def test_resolve_takes_the_tasks_limit():
+def test_resolve_takes_the_tasks_limit_and_kind_of_episode_cost():
     class Spec(NamedTuple):
         cost_budget: float
         episode_cost_limit: float | None
         eval_cost: str
 
-    assert P.resolve(BASE, Spec(151.989, None, "discounted")).cost_limit == 151.989
-    assert P.resolve(BASE, Spec(3.1, 10.0, "sum")).cost_limit == 10.0
+    speed = P.resolve(BASE, Spec(151.989, None, "discounted"))
+    assert (speed.cost_limit, speed.episode_cost) == (151.989, "discounted")
+    episodic = P.resolve(BASE, Spec(3.1, 10.0, "sum"))
+    assert (episodic.cost_limit, episodic.episode_cost) == (10.0, "sum")
+
+
+def test_lambda_reads_the_window_of_the_configured_kind(base_run):
+    """J_c comes from the undiscounted window with `episode_cost="sum"` and from the
+    discounted one with `"discounted"`: the same info moves lambda up in one case (30 > 25)
+    and down in the other (10 < 25)."""
+    before, rollout, _, _, _, _ = base_run
+    info = _info(cost=30.0, discounted=10.0)
+    for kind, mean, up in (("sum", 30.0, True), ("discounted", 10.0, False)):
+        config = dataclasses.replace(BASE, episode_cost=kind)
+        lagrange, metrics = P.multiplier_step(
+            before.lagrange, P.episode_window_costs(config, info), info.episode_count, config
+        )
+        np.testing.assert_allclose(float(metrics["episode_cost_mean"]), mean, rtol=1e-6)
+        assert (float(lagrange.value) > float(before.lagrange.value)) == up
+
+
+def test_num_envs_defaults_to_omnisafes_one_and_must_divide_the_rollout():
+    assert P.PPOLagConfig().num_envs == 1  # OmniSafe PPOLag.yaml: vector_env_nums 1
+    config = P.PPOLagConfig(steps_per_epoch=48, num_envs=4, minibatch_size=16).validate()
+    assert (P.rollout_steps(config), P.num_envs(config)) == (12, 4)
+    with pytest.raises(ValueError, match="--steps-per-epoch .* multiple of --num-envs"):
+        P.PPOLagConfig(steps_per_epoch=50, num_envs=4, minibatch_size=16).validate()
+    with pytest.raises(ValueError, match="--num-envs 0"):
+        P.PPOLagConfig(num_envs=0).validate()
+
+
+def test_the_registry_entry_is_on_policy_and_hides_the_task_fields():
+    entry = P.ALGORITHM
+    assert entry.kind == "on-policy" and entry.update is None
+    assert entry.on_policy is P.ON_POLICY
+    assert "num_envs" in entry.option_names()
+    assert "cost_limit" not in entry.option_names()
+    assert "episode_cost" not in entry.option_names()
+    assert entry.episode_window(BASE) == BASE.episode_window
+    with pytest.raises(ValueError, match="on-policy entry needs on_policy"):
+        dataclasses.replace(entry, on_policy=None)
+    with pytest.raises(ValueError, match="off-policy entry needs an update"):
+        Algorithm(
+            name="x",
+            description="",
+            config_type=P.PPOLagConfig,
+            init=P.init,
+            act=P.act,
+            update=None,
+            metric_names=P.metric_names,
+            resolve=P.resolve,
+        )

@@ -5,7 +5,11 @@ state pytree (the config travels inside the state as a static field):
 
     state = algorithm.init(config, spec, key)                  # spec: obs_dim, action box
     action = algorithm.act(state, obs, key, deterministic)     # obs [B, ds] -> [B, da]
-    state, metrics = algorithm.update(state, batch)            # batch leaves [B, ...]
+    state, metrics = algorithm.update(state, batch)            # off-policy: batch leaves [B, ...]
+
+An on-policy algorithm (`kind="on-policy"`, PPO-Lag) learns from rollouts instead of replay
+batches: it has no `update` and carries its rollout functions in `Algorithm.on_policy` (an
+`OnPolicyParts`, contract below). Off-policy algorithms implement nothing new.
 
 Nothing here knows of loops, seeds, environments or files: the loops (`algd_jax.programs`)
 jit these functions, fuse U updates in one `lax.scan` and map them over a seed axis.
@@ -35,6 +39,47 @@ The contract between the loop and an algorithm
 * Acting during the warm-up (`--initial-steps`): `warmup_acting(config)` is `policy` (the
   untrained policy, ALGD and CAL) or `uniform` (uniform random actions in the box,
   OmniSafe); the loop draws uniform actions from the seed and the env step (exact resume).
+
+The on-policy contract (`OnPolicyParts`)
+---------------------------------------
+Per seed, E environments are stepped together for T steps (one rollout; `num_envs(config)`
+= E and `rollout_steps(config)` = T, both static: the rollout arrays have fixed shapes, so
+one compiled program serves every rollout), then one update phase learns from the whole
+rollout. The loop (`algd_jax.programs.OnPolicyPrograms`, `algd_jax.vector_rollouts`) calls,
+per seed (S seeds are mapped like every other program):
+
+    state, obs_n = normalize_observation(state, obs, mask)   # raw obs [E, ds], mask [E] or None
+    noise = acting_noise(state, key, E)                      # the draws of one step's actions
+    env_action, extras = rollout_act(state, obs_n, noise)    # [E, da], RolloutExtras of [E]
+    v_r, v_c = values(state, obs_n)                          # [E] each, for bootstraps
+    state, metrics = update_rollout(state, rollout, info)    # Rollout of [T, E, ...]
+
+* `normalize_observation` is the only function that changes the state while acting: it
+  pushes the rows of `obs` where `mask` (all rows when None) into the running statistics
+  the state keeps and returns every row normalised with the updated statistics. The loop
+  pushes every observation once, when the environment returns it: for the environments an
+  episode ended in, first the episode's final observation (masked to those rows), then the
+  observations the step returned (the reset ones there), as OmniSafe's `ObsNormalize`
+  does. `rollout_act` and `values` read the state and never change it; so do `act`
+  (evaluation: raw observations, the statistics frozen) and `update_rollout` (the
+  statistics are not learned from).
+* Every random draw of acting is `acting_noise`'s, from `key` only; `rollout_act` is
+  deterministic given it. The loop derives the key of env step t from the seed alone,
+  `fold_in(key(seed), t)`, so a seed's rollout does not depend on the other seeds, and
+  draws a whole rollout's noise in one call (random-number generation is a large share of
+  a small per-step program on a CPU).
+* `Rollout` holds what the policy acted on (normalised observations), what it drew
+  (`RolloutExtras`), what the environments returned and the bootstrap values
+  `next_value_*` (the value of the next observation; of the final observation for a
+  truncated episode; of the observation after the last step at the rollout's end; read
+  nowhere an episode terminated). Every leaf is `[T, E]` or `[T, E, d]`, float32 (bool for
+  `terminated` and `truncated`).
+* `update_rollout` is one whole update phase (every epoch and minibatch, the multiplier
+  step); the loop compiles it once, maps it over the seeds and donates the stacked states.
+  `info` is the seed's `LoopInfo`: its episode window (`episode_window(config)` = W wide)
+  holds the last W episodes the loop finished, in the order they finished, and
+  `total_updates` is the number of update phases (rollouts) the run plans. Metrics: a flat
+  dict of float32 scalars named `metric_names(config)`, one row per update phase.
 """
 
 from __future__ import annotations
@@ -43,7 +88,7 @@ import dataclasses
 import difflib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 import flax.struct as struct
 import jax
@@ -101,6 +146,79 @@ def window_mean(values: jax.Array, count: jax.Array) -> jax.Array:
     return jnp.where(filled > 0, total / jnp.maximum(filled, 1), 0.0).astype(jnp.float32)
 
 
+class RolloutExtras(NamedTuple):
+    """What an on-policy `rollout_act` returns besides the env actions, for B observations."""
+
+    raw_action: jax.Array  # float32 [B, da]: the policy's draw, before the map into the box
+    log_prob: jax.Array  # float32 [B]: its log-density under the acting policy (nats)
+    value_r: jax.Array  # float32 [B]: V_r of the observation (reward units)
+    value_c: jax.Array  # float32 [B]: V_c of the observation (cost units)
+
+
+class Rollout(NamedTuple):
+    """One rollout of T steps of E environments of one seed, as the loop collects it.
+
+    `obs[t]` is the normalised observation the policy acted on at step t
+    (`normalize_observation`'s output), `reward[t]`/`cost[t]` what that step returned.
+    `next_value_*[t]` is the value of the observation after step t: that of step t + 1, the
+    episode's final observation's where `truncated[t]`, V(s_T) at t = T - 1 (the rollout's
+    cut); it is ignored where `terminated[t]`.
+    """
+
+    obs: jax.Array  # float32 [T, E, ds]
+    raw_action: jax.Array  # float32 [T, E, da]
+    log_prob: jax.Array  # float32 [T, E]
+    value_r: jax.Array  # float32 [T, E]
+    value_c: jax.Array  # float32 [T, E]
+    reward: jax.Array  # float32 [T, E]
+    cost: jax.Array  # float32 [T, E]
+    next_value_r: jax.Array  # float32 [T, E]
+    next_value_c: jax.Array  # float32 [T, E]
+    terminated: jax.Array  # bool [T, E]
+    truncated: jax.Array  # bool [T, E]
+
+
+def bootstrap_values(
+    values: jax.Array, last_values: jax.Array, final_values: jax.Array, truncated: jax.Array
+) -> jax.Array:
+    """`next_values [T, E]` of a `Rollout`: the value of step t + 1 (`values [T, E]`), of the
+    observation after the last step at t = T - 1 (`last_values [E]`), and the value of the
+    episode's final observation (`final_values [T, E]`, read where `truncated [T, E]`)."""
+    following = jnp.concatenate([values[1:], last_values[None]], axis=0)
+    return jnp.where(truncated.astype(bool), final_values, following)
+
+
+@dataclass(frozen=True)
+class OnPolicyParts:
+    """The functions an on-policy algorithm adds (see the module's on-policy contract).
+
+    Attributes:
+        normalize_observation: `(state, obs [B, ds], mask [B] | None) -> (state, obs_n
+            [B, ds])`: push the rows of raw `obs` where `mask` into the state's running
+            statistics, then normalise every row with the updated statistics.
+        acting_noise: `(state, key, B) -> noise`, the random draws (a pytree of float32
+            `[B, ...]`) `rollout_act` needs to act on B observations, from `key` only; B is
+            static.
+        rollout_act: `(state, obs_n [B, ds], noise) -> (env_action [B, da] in the box,
+            RolloutExtras of [B, ...])`, deterministic given `noise`; the state unchanged.
+        values: `(state, obs_n [B, ds]) -> (V_r [B], V_c [B])`, the bootstrap values of
+            normalised observations; the state unchanged.
+        update_rollout: `(state, Rollout of [T, E, ...], LoopInfo) -> (state, metrics)`,
+            one update phase; scalar float32 metrics named `metric_names(config)`.
+        rollout_steps: `config -> T`, the steps of one rollout per environment (static).
+        num_envs: `config -> E`, the environments per seed (static); a rollout is T * E
+            env steps of a seed.
+    """
+
+    normalize_observation: Callable[[Any, jax.Array, jax.Array | None], tuple[Any, jax.Array]]
+    acting_noise: Callable[[Any, jax.Array, int], Any]
+    rollout_act: Callable[[Any, jax.Array, Any], tuple[jax.Array, RolloutExtras]]
+    values: Callable[[Any, jax.Array], tuple[jax.Array, jax.Array]]
+    update_rollout: Callable[[Any, Rollout, LoopInfo], tuple[Any, Metrics]]
+    rollout_steps: Callable[[Any], int]
+    num_envs: Callable[[Any], int]
+
+
 def no_observe(state: Any, info: LoopInfo) -> Any:
     """The default `observe`: the loop's information is not used."""
     del info
@@ -134,8 +252,10 @@ class Algorithm:
         description: one line for `--list-algos`.
         config_type: its frozen config dataclass; every field a hashable plain value.
         init: `(config, spec, key) -> state`.
-        act: `(state, obs [B, ds], key, deterministic) -> actions [B, da]`, inside the box.
-        update: `(state, Batch of [B, ...]) -> (state, metrics)`; scalar metrics.
+        act: `(state, obs [B, ds], key, deterministic) -> actions [B, da]`, inside the box
+            (raw observations; what evaluation and `experiments.evaluate` call).
+        update: `(state, Batch of [B, ...]) -> (state, metrics)`; scalar metrics. None for
+            an on-policy entry, which learns through `on_policy.update_rollout`.
         metric_names: `config -> names` of the metrics `update` returns.
         fixed: config values this entry sets and the command line does not offer (e.g.
             the variant of a family that shares one config type).
@@ -143,7 +263,9 @@ class Algorithm:
             h); `resolve` does that.
         resolve: `(config, spec) -> config` with the task-dependent fields filled in.
         kind: `off-policy` learners train from a replay buffer in the host loop;
-            `on-policy` ones (PPO-Lag) need rollouts, which the loop does not drive yet.
+            `on-policy` ones (PPO-Lag) learn from rollouts of vector environments.
+        on_policy: the rollout functions of an `on-policy` entry (required there, absent
+            for an `off-policy` one).
         presets: named sets of option values (`--preset NAME`); the config's own defaults
             are the preset `defaults`.
         loop_presets: for a preset name, the loop (`TrainConfig`) values it sets too (batch
@@ -163,7 +285,7 @@ class Algorithm:
     config_type: type
     init: Callable[[Any, ActionSpace, jax.Array], Any]
     act: Callable[[Any, jax.Array, jax.Array, bool], jax.Array]
-    update: Callable[[Any, Batch], tuple[Any, Metrics]]
+    update: Callable[[Any, Batch], tuple[Any, Metrics]] | None
     metric_names: Callable[[Any], tuple[str, ...]]
     resolve: Callable[[Any, Any], Any]
     fixed: Mapping[str, Any] = field(default_factory=dict)
@@ -175,6 +297,21 @@ class Algorithm:
     observe: Callable[[Any, LoopInfo], Any] = no_observe
     warmup_acting: Callable[[Any], Literal["policy", "uniform"]] = policy_warmup
     episode_window: Callable[[Any], int] = no_window
+    on_policy: OnPolicyParts | None = None
+
+    def __post_init__(self) -> None:
+        # The loop picks its shape by `kind`; an entry whose parts do not match it would fail
+        # deep inside a run, so say it at registration.
+        if self.kind == "on-policy" and (self.on_policy is None or self.update is not None):
+            raise ValueError(
+                f"algorithm {self.name!r}: an on-policy entry needs on_policy=OnPolicyParts(...) "
+                f"and update=None (it learns from rollouts, not replay batches)"
+            )
+        if self.kind == "off-policy" and (self.on_policy is not None or self.update is None):
+            raise ValueError(
+                f"algorithm {self.name!r}: an off-policy entry needs an update function and "
+                f"no on_policy parts"
+            )
 
     def default_config(self, **overrides: Any) -> Any:
         """The entry's config with its fixed values and `overrides` applied."""

@@ -10,7 +10,10 @@
 What one update phase computes (`update_rollout`, one compiled program per rollout):
 
 1. lambda: one Adam step on `-lambda (J_c - d)`, then a clamp at 0 (`multiplier_step`), with
-   J_c the mean over the last W finished-episode costs the loop keeps (`info.episode_costs`).
+   J_c the mean over the last W finished-episode costs the loop keeps: the undiscounted ones
+   (`info.episode_costs`) where the task is judged on its episodic limit, the discounted ones
+   (`info.episode_discounted_costs`) on the paper's speed tasks (`config.episode_cost`, set
+   by `resolve` from the task).
 2. GAE for the reward and the cost (`gae`); the value targets are advantage + value; the reward
    advantage is standardised, the cost advantage only centred (OmniSafe's buffer); the actor
    sees the combined advantage `(A_r - lambda A_c) / (1 + lambda)`.
@@ -19,9 +22,11 @@ What one update phase computes (`update_rollout`, one compiled program per rollo
    surrogate). After each pass the KL(old || new) of the policy over the whole rollout; once
    it exceeds `target_kl` the remaining passes are skipped (a traced condition).
 
-Not registered yet: the on-policy loop that drives these functions (E vector environments,
-T-step rollouts, the episode-cost window) does not exist yet, and an entry the loop cannot
-train would be a stub in `--list-algos`.
+The registry entry is ready (`ALGORITHM`, `kind="on-policy"`, its `OnPolicyParts` in
+`ON_POLICY`) but not registered: `register_ppo_lag()` adds it, once the on-policy loop that
+drives these functions (`algd_jax.programs.OnPolicyPrograms`, `algd_jax.vector_rollouts`)
+is wired into `train()`; until then an entry the loop cannot train would be a stub in
+`--list-algos`.
 
 Sources (OmniSafe, PKU-Alignment/omnisafe): `configs/on-policy/PPOLag.yaml` (defaults),
 `algorithms/on_policy/naive_lagrange/ppo_lag.py`, `algorithms/on_policy/base/ppo.py` and
@@ -38,7 +43,7 @@ import functools
 import json
 import math
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import flax.linen as nn
 import flax.struct as struct
@@ -47,7 +52,19 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from algd_jax.algorithms.base import ActionSpace
+from algd_jax.algorithms.base import (
+    ActionSpace,
+    Algorithm,
+    LoopInfo,
+    OnPolicyParts,
+    Rollout,
+    RolloutExtras,
+    register,
+    window_mean,
+)
+from algd_jax.algorithms.base import (
+    bootstrap_values as bootstrap_values,
+)
 from algd_jax.compile_options import tuned_jit
 from algd_jax.networks import dense
 from algd_jax.options import (
@@ -75,6 +92,10 @@ class PPOLagConfig:
     steps_per_epoch: int = ranged(20000, POSITIVE_INT)
     """Environment steps of one rollout, summed over the E environments of a seed (the loop's
     T = steps_per_epoch / E); one update phase per rollout. OmniSafe: 20000 (l. 34)."""
+    num_envs: int = ranged(1, POSITIVE_INT)
+    """E: environments per seed, stepped together as one gymnasium vector environment, each
+    T = steps_per_epoch / E steps per rollout (so a multiple of E is required). OmniSafe:
+    1 (`train_cfgs.vector_env_nums`)."""
     update_iters: int = ranged(40, POSITIVE_INT)
     """Most passes over a rollout per update phase. OmniSafe: 40 (l. 36)."""
     minibatch_size: int = ranged(64, POSITIVE_INT)
@@ -127,7 +148,12 @@ class PPOLagConfig:
     value nets keep theirs). OmniSafe: True (l. 100)."""
     cost_limit: float = ranged(25.0, NON_NEGATIVE)
     """d: the limit J_c is compared with, in the units of the episode costs the loop keeps.
-    OmniSafe: 25 (l. 124); `resolve` sets the task's."""
+    OmniSafe: 25 (l. 124); `resolve` sets the task's (`judging.cost_limit_of`)."""
+    episode_cost: Literal["sum", "discounted"] = "sum"
+    """Which finished-episode cost J_c averages: `sum`, the undiscounted `sum_t c_t`
+    (OmniSafe's; tasks judged on an episodic limit C), or `discounted`, `sum_t gamma_c**t
+    c_t` with the task's gamma_c (the paper's speed tasks, whose limit is the budget h).
+    `resolve` sets it from the task (`judging.cost_kind`)."""
     init_multiplier: float = ranged(0.001, NON_NEGATIVE)
     """lambda_0 (raised to 1e-5 if smaller, as OmniSafe). OmniSafe: 0.001 (l. 126)."""
     multiplier_lr: float = ranged(0.035, POSITIVE)
@@ -146,6 +172,14 @@ class PPOLagConfig:
                 f"--minibatch-size ({self.minibatch_size}) must be at most --steps-per-epoch "
                 f"({self.steps_per_epoch})"
             )
+        if not problems and self.steps_per_epoch % self.num_envs:
+            problems.append(
+                f"--steps-per-epoch ({self.steps_per_epoch}) must be a multiple of --num-envs "
+                f"({self.num_envs}): each of the E environments steps T = steps_per_epoch / E "
+                f"times per rollout"
+            )
+        if self.episode_cost not in ("sum", "discounted"):
+            problems.append(f"episode_cost {self.episode_cost!r}: must be sum or discounted")
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -200,35 +234,9 @@ class PPOLagState(struct.PyTreeNode):
     config: PPOLagConfig = struct.field(pytree_node=False)
 
 
-class RolloutExtras(NamedTuple):
-    """What `rollout_act` returns besides the env action, for `B` observations."""
-
-    raw_action: jax.Array  # [B, da] the Gaussian sample (before the map into the box)
-    log_prob: jax.Array  # [B] its log-density under the acting policy
-    value_r: jax.Array  # [B] V_r(obs)
-    value_c: jax.Array  # [B] V_c(obs), mean over the M heads
-
-
-class Rollout(NamedTuple):
-    """One rollout of T steps of E environments (of one seed), as the loop collects it.
-
-    `obs` are the normalised observations the policy acted on (`normalize_observation`'s
-    output). `next_value_*[t]` is the value of the observation after step t: that of step
-    t + 1, the final observation's for a truncated episode, V(s_T) at the rollout's end
-    (`bootstrap_values` builds it); it is ignored where `terminated`.
-    """
-
-    obs: jax.Array  # [T, E, ds]
-    raw_action: jax.Array  # [T, E, da]
-    log_prob: jax.Array  # [T, E]
-    value_r: jax.Array  # [T, E]
-    value_c: jax.Array  # [T, E]
-    reward: jax.Array  # [T, E]
-    cost: jax.Array  # [T, E]
-    next_value_r: jax.Array  # [T, E]
-    next_value_c: jax.Array  # [T, E]
-    terminated: jax.Array  # [T, E] bool or 0/1
-    truncated: jax.Array  # [T, E] bool or 0/1
+# `RolloutExtras` (what `rollout_act` returns besides the env action; `value_c` is the mean
+# over the M cost heads) and `Rollout` (one rollout of T steps of E environments; the
+# `next_value_*` from `bootstrap_values`) are the on-policy contract's types, in `base`.
 
 
 class PhaseBatch(NamedTuple):
@@ -490,17 +498,33 @@ def values(state: PPOLagState, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
     return v_r, v_c
 
 
+def acting_noise(state: PPOLagState, key: jax.Array, batch: int) -> jax.Array:
+    """The standard-normal draws `[batch, da]` (float32) that `rollout_act_with_noise` turns
+    into the Gaussian policy's actions for `batch` observations, from `key` only."""
+    return jax.random.normal(key, (batch, state.action_scale.shape[0]), jnp.float32)
+
+
+def rollout_act_with_noise(
+    state: PPOLagState, obs: jax.Array, noise: jax.Array
+) -> tuple[jax.Array, RolloutExtras]:
+    """Act on normalised observations `obs [B, ds]` (`normalize_observation`'s output) with
+    the draws `noise [B, da]` (`acting_noise`): raw action `mean + std * noise`; returns
+    `(env_action [B, da] in the box, RolloutExtras)`."""
+    policy = _parts(state)[0]
+    mean, log_std = policy.apply({"params": state.actor.params}, obs)
+    raw = mean + jnp.exp(log_std) * noise
+    v_r, v_c = values(state, obs)
+    extras = RolloutExtras(raw, gaussian_log_prob(raw, mean, log_std), v_r, v_c)
+    return to_env_action(state, raw), extras
+
+
 def rollout_act(
     state: PPOLagState, obs: jax.Array, key: jax.Array
 ) -> tuple[jax.Array, RolloutExtras]:
     """Act on normalised observations `obs [B, ds]` (`normalize_observation`'s output):
-    `(env_action [B, da] in the box, RolloutExtras)`; the Gaussian draw from `key`."""
-    policy = _parts(state)[0]
-    mean, log_std = policy.apply({"params": state.actor.params}, obs)
-    raw = mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape, mean.dtype)
-    v_r, v_c = values(state, obs)
-    extras = RolloutExtras(raw, gaussian_log_prob(raw, mean, log_std), v_r, v_c)
-    return to_env_action(state, raw), extras
+    `(env_action [B, da] in the box, RolloutExtras)`; the Gaussian draw from `key`
+    (`acting_noise(state, key, B)`)."""
+    return rollout_act_with_noise(state, obs, acting_noise(state, key, obs.shape[0]))
 
 
 def act(
@@ -520,15 +544,8 @@ select_action = tuned_jit(act, static_argnames="deterministic")
 
 # ----------------------------------------------------------------------------- advantages
 
-
-def bootstrap_values(
-    values: jax.Array, last_values: jax.Array, final_values: jax.Array, truncated: jax.Array
-) -> jax.Array:
-    """`next_values [T, E]` for `gae`: the value of step t + 1 (`values [T, E]`), of the
-    observation after the last step at t = T - 1 (`last_values [E]`), and the value of the
-    episode's final observation (`final_values [T, E]`, read where `truncated [T, E]`)."""
-    following = jnp.concatenate([values[1:], last_values[None]], axis=0)
-    return jnp.where(truncated.astype(bool), final_values, following)
+# `bootstrap_values` (the `next_value_*` of a `Rollout`) is part of the on-policy contract, in
+# `base`; `ppo_lag.bootstrap_values` re-exports it.
 
 
 def gae(
@@ -563,19 +580,6 @@ def gae(
 # ----------------------------------------------------------------------------- multiplier
 
 
-def episode_window_mean(episode_costs: jax.Array, episode_count: jax.Array) -> jax.Array:
-    """Mean `[]` over the filled part of a window `[W]` of finished-episode costs kept oldest
-    first, newest last (so the last min(count, W) slots are filled); 0 when none finished.
-
-    The loop-side `window_mean` of the agreed interface computes the same; this copy keeps the
-    module free of the unmerged loop types."""
-    width = episode_costs.shape[-1]
-    filled = jnp.minimum(episode_count, width)
-    mask = jnp.arange(width) >= width - filled
-    total = jnp.sum(jnp.where(mask, episode_costs, 0.0))
-    return total / jnp.maximum(filled, 1).astype(episode_costs.dtype)
-
-
 def multiplier_step(
     lagrange: Lagrange,
     episode_costs: jax.Array,
@@ -583,13 +587,14 @@ def multiplier_step(
     config: PPOLagConfig,
 ) -> tuple[Lagrange, Metrics]:
     """One Adam step of lambda on the loss `-lambda (J_c - d)`, then lambda <- max(lambda, 0)
-    (OmniSafe `Lagrange.update_lagrange_multiplier`); J_c is `episode_window_mean` of the last
-    `config.episode_window` costs `[W]` and d is `config.cost_limit`.
+    (OmniSafe `Lagrange.update_lagrange_multiplier`); J_c is `base.window_mean` of the last
+    `config.episode_window` episode costs `[W]` (oldest first, the last min(count, W) filled;
+    the kind `config.episode_cost` names) and d is `config.cost_limit`.
 
     While no episode has finished (`episode_count` 0) there is no J_c and lambda and its Adam
     moments stay as they are."""
     tx = _lagrange_tx(config.multiplier_lr)
-    j_c = episode_window_mean(episode_costs, episode_count)
+    j_c = window_mean(episode_costs, episode_count)
     grad = -(j_c - config.cost_limit)  # d/dlambda of -lambda (J_c - d)
     updates, opt_state = tx.update(grad, lagrange.opt_state, lagrange.value)
     value = jnp.maximum(lagrange.value + updates, 0.0)
@@ -864,16 +869,28 @@ def actor_lr_scale(config: PPOLagConfig, phases_done: jax.Array, planned: jax.Ar
     return jnp.where(planned > 0, jnp.maximum(scale, 0.0), 1.0)
 
 
-def update_rollout(state: PPOLagState, rollout: Rollout, info: Any) -> tuple[PPOLagState, Metrics]:
-    """One whole update phase on one rollout: the multiplier step, then GAE and the passes.
+def episode_window_costs(config: PPOLagConfig, info: LoopInfo) -> jax.Array:
+    """The window `[W]` J_c averages: `info.episode_costs` (undiscounted) when
+    `config.episode_cost` is `sum`, `info.episode_discounted_costs` when `discounted`."""
+    if config.episode_cost == "discounted":
+        return info.episode_discounted_costs
+    return info.episode_costs
 
-    `info` is the loop's `LoopInfo` (read by field name): `episode_costs [W]` and
-    `episode_count []` drive lambda; `total_updates []`, the update phases (rollouts) the run
-    plans, drives the actor's learning-rate decay. Metrics are scalars.
+
+def update_rollout(
+    state: PPOLagState, rollout: Rollout, info: LoopInfo
+) -> tuple[PPOLagState, Metrics]:
+    """One whole update phase on one rollout (leaves `[T, E, ...]`): the multiplier step,
+    then GAE and the passes.
+
+    `info` is the seed's `LoopInfo`: its window of the kind `config.episode_cost` names
+    (`episode_costs` or `episode_discounted_costs`, `[W]`) and `episode_count []` drive
+    lambda; `total_updates []`, the update phases (rollouts) the run plans, drives the
+    actor's learning-rate decay. Metrics are float32 scalars named `METRIC_NAMES`.
     """
     config = state.config
     lagrange, metrics = multiplier_step(
-        state.lagrange, info.episode_costs, info.episode_count, config
+        state.lagrange, episode_window_costs(config, info), info.episode_count, config
     )
     batch = prepare_phase(state, rollout, lagrange.value)
     scale = actor_lr_scale(config, state.phases, info.total_updates)
@@ -915,8 +932,64 @@ def metric_names(config: PPOLagConfig) -> tuple[str, ...]:
 
 
 def resolve(config: PPOLagConfig, spec: Any) -> PPOLagConfig:
-    """`config` with the task's limit d: the discounted-cost budget h on tasks judged by the
-    discounted episode cost, the episodic limit C elsewhere (the project's Decision 3); the
-    loop's episode-cost window must hold the same kind of cost."""
-    limit = spec.cost_budget if spec.eval_cost == "discounted" else spec.episode_cost_limit
-    return dataclasses.replace(config, cost_limit=float(limit))
+    """`config` with the task's limit d and the kind of episode cost J_c averages: the
+    discounted episode cost against the budget h on tasks judged by it (the paper's speed
+    tasks), the undiscounted one against the episodic limit C elsewhere (the project's
+    Decision 3, one rule with evaluation: `algd_jax.judging`)."""
+    from algd_jax.judging import cost_kind, cost_limit_of
+
+    discounted = cost_kind(spec) == "discounted_cost"
+    return dataclasses.replace(
+        config,
+        cost_limit=cost_limit_of(spec),
+        episode_cost="discounted" if discounted else "sum",
+    )
+
+
+def rollout_steps(config: PPOLagConfig) -> int:
+    """T: the steps of one rollout per environment, `steps_per_epoch / num_envs`."""
+    return config.steps_per_epoch // config.num_envs
+
+
+def num_envs(config: PPOLagConfig) -> int:
+    """E: the environments per seed (`--num-envs`)."""
+    return config.num_envs
+
+
+def episode_window(config: PPOLagConfig) -> int:
+    """W for the loop: the window of finished episodes J_c averages (`--episode-window`)."""
+    return config.episode_window
+
+
+ON_POLICY = OnPolicyParts(
+    normalize_observation=normalize_observation,
+    acting_noise=acting_noise,
+    rollout_act=rollout_act_with_noise,
+    values=values,
+    update_rollout=update_rollout,
+    rollout_steps=rollout_steps,
+    num_envs=num_envs,
+)
+
+#: The registry entry, ready but not registered (see `register_ppo_lag`).
+ALGORITHM = Algorithm(
+    name="ppo-lag",
+    description="PPO-Lag: clipped PPO on a Lagrangian advantage, lambda from recent episode "
+    "costs (OmniSafe's PPOLag); on-policy, E vector envs per seed",
+    config_type=PPOLagConfig,
+    init=init,
+    act=act,
+    update=None,
+    metric_names=metric_names,
+    resolve=resolve,
+    task_fields=("cost_limit", "episode_cost"),
+    kind="on-policy",
+    episode_window=episode_window,
+    on_policy=ON_POLICY,
+)
+
+
+def register_ppo_lag() -> Algorithm:
+    """Add `ALGORITHM` to the registry (`--algo ppo-lag`); call it once, where the loop that
+    trains on-policy entries is in place (`algd_jax.algorithms.__init__`)."""
+    return register(ALGORITHM)
