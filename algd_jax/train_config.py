@@ -192,6 +192,18 @@ class TrainConfig:
         if problems:
             raise RunError("; ".join(problems))
         check_seeds(self.seed_list, "--seeds" if self.seeds is not None else "--seed")
+        if algorithm.kind == "off-policy":
+            self._check_replay_schedule()
+        try:
+            validate = getattr(config, "validate", None)
+            if validate is not None:
+                validate()
+        except ValueError as err:
+            raise RunError(str(err)) from None
+        return self
+
+    def _check_replay_schedule(self) -> None:
+        """The checks relating the replay and warm-up options (off-policy loops only)."""
         if self.replay_size < self.learning_starts:
             raise RunError(
                 f"--replay-size {self.replay_size} can never hold the --learning-starts "
@@ -211,13 +223,6 @@ class TrainConfig:
                 f"{first_update}: --initial-steps {self.initial_steps}, --learning-starts "
                 f"{self.learning_starts}); raise --total-steps"
             )
-        try:
-            validate = getattr(config, "validate", None)
-            if validate is not None:
-                validate()
-        except ValueError as err:
-            raise RunError(str(err)) from None
-        return self
 
     # -- serialisation -------------------------------------------------------------------
 

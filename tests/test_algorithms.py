@@ -21,8 +21,11 @@ from algd_jax.types import batch_shapes
 from experiments.run import main
 from tests.conftest import tiny_flags, tiny_options
 
+#: The registry's off-policy entries (the on-policy ones: tests/test_on_policy_loop.py).
+OFF_POLICY = [a for a in list_algorithms() if get_algorithm(a).kind == "off-policy"]
 
-@pytest.mark.parametrize("algo", list_algorithms())
+
+@pytest.mark.parametrize("algo", OFF_POLICY)
 def test_metric_names_are_what_update_returns(algo: str) -> None:
     from algd_jax.envs import get_task
 
@@ -37,7 +40,7 @@ def test_metric_names_are_what_update_returns(algo: str) -> None:
     assert all(m.shape == () for m in metrics.values())
 
 
-@pytest.mark.parametrize("algo", list_algorithms())
+@pytest.mark.parametrize("algo", OFF_POLICY)
 def test_tiny_run_save_load_and_no_recompilation(algo: str, tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     args = tiny_flags(algo) + ["--total-steps", "200", "--run-dir", str(run_dir)]
@@ -78,7 +81,7 @@ DDPM_SEED_AXIS = pytest.mark.xfail(
 )
 EXACTNESS_CASES = [
     pytest.param(algo, [], marks=DDPM_SEED_AXIS) if algo == "algd-ddpm" else (algo, [])
-    for algo in list_algorithms()
+    for algo in OFF_POLICY
 ] + [("sac-lag", ["--preset", "omnisafe", "--warmup-epochs", "0", "--task", "ToyTwoModeBandit"])]
 
 

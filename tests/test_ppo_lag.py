@@ -451,21 +451,19 @@ def test_lambda_reads_the_window_of_the_configured_kind(base_run):
         assert (float(lagrange.value) > float(before.lagrange.value)) == up
 
 
-def test_num_envs_defaults_to_omnisafes_one_and_must_divide_the_rollout():
-    assert P.PPOLagConfig().num_envs == 1  # OmniSafe PPOLag.yaml: vector_env_nums 1
-    config = P.PPOLagConfig(steps_per_epoch=48, num_envs=4, minibatch_size=16).validate()
-    assert (P.rollout_steps(config), P.num_envs(config)) == (12, 4)
-    with pytest.raises(ValueError, match="--steps-per-epoch .* multiple of --num-envs"):
-        P.PPOLagConfig(steps_per_epoch=50, num_envs=4, minibatch_size=16).validate()
-    with pytest.raises(ValueError, match="--num-envs 0"):
-        P.PPOLagConfig(num_envs=0).validate()
+def test_the_rollout_size_is_steps_per_epoch_and_e_belongs_to_the_loop():
+    config = P.PPOLagConfig(steps_per_epoch=48, minibatch_size=16).validate()
+    assert P.rollout_size(config) == 48
+    # E is the loop's --num-envs (default 1, OmniSafe's vector_env_nums), not an option
+    assert "num_envs" not in P.ALGORITHM.option_names()
+    with pytest.raises(ValueError, match="--minibatch-size"):
+        P.PPOLagConfig(steps_per_epoch=8, minibatch_size=16).validate()
 
 
 def test_the_registry_entry_is_on_policy_and_hides_the_task_fields():
     entry = P.ALGORITHM
     assert entry.kind == "on-policy" and entry.update is None
     assert entry.on_policy is P.ON_POLICY
-    assert "num_envs" in entry.option_names()
     assert "cost_limit" not in entry.option_names()
     assert "episode_cost" not in entry.option_names()
     assert entry.episode_window(BASE) == BASE.episode_window

@@ -36,7 +36,6 @@ T, E = 6, 2
 TASK = get_task("DiffDriveCircle")
 CONFIG = P.PPOLagConfig(
     steps_per_epoch=T * E,
-    num_envs=E,
     update_iters=2,
     minibatch_size=4,
     target_kl=1e6,

@@ -7,7 +7,7 @@ names every entry.
 
 from algd_jax.algorithms import algd as _algd  # noqa: F401  (registers algd, lgd, algd-ddpm)
 from algd_jax.algorithms import cal as _cal  # noqa: F401  (registers cal)
-from algd_jax.algorithms import ppo_lag as _ppo_lag  # noqa: F401  (ppo-lag: ready, unregistered)
+from algd_jax.algorithms import ppo_lag as _ppo_lag  # (registers ppo-lag below)
 from algd_jax.algorithms import rcrl as _rcrl  # noqa: F401  (registers rcrl)
 from algd_jax.algorithms import sac_auglag as _sac_auglag  # noqa: F401  (registers sac-auglag)
 from algd_jax.algorithms import sac_lag as _sac_lag  # noqa: F401  (registers sac-lag)
@@ -26,8 +26,8 @@ from algd_jax.algorithms.base import (
     window_mean,
 )
 
-# ppo-lag waits for the on-policy loop in `train()`; this call registers it:
-# _ppo_lag.register_ppo_lag()
+# ppo-lag (trained by `algd_jax.training.on_policy`)
+_ppo_lag.register_ppo_lag()
 
 __all__ = [
     "ActionSpace",

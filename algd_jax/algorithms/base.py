@@ -42,11 +42,12 @@ The contract between the loop and an algorithm
 
 The on-policy contract (`OnPolicyParts`)
 ---------------------------------------
-Per seed, E environments are stepped together for T steps (one rollout; `num_envs(config)`
-= E and `rollout_steps(config)` = T, both static: the rollout arrays have fixed shapes, so
-one compiled program serves every rollout), then one update phase learns from the whole
-rollout. The loop (`algd_jax.programs.OnPolicyPrograms`, `algd_jax.vector_rollouts`) calls,
-per seed (S seeds are mapped like every other program):
+Per seed, E environments (the loop's `--num-envs`) are stepped together for T steps (one
+rollout of `rollout_size(config)` = T * E env steps; both static: the rollout arrays have
+fixed shapes, so one compiled program serves every rollout), then one update phase learns
+from the whole rollout. The loop (`algd_jax.training.on_policy`, through
+`algd_jax.programs.OnPolicyPrograms` and `algd_jax.vector_rollouts`) calls, per seed (S
+seeds are mapped like every other program):
 
     state, obs_n = normalize_observation(state, obs, mask)   # raw obs [E, ds], mask [E] or None
     noise = acting_noise(state, key, E)                      # the draws of one step's actions
@@ -205,9 +206,8 @@ class OnPolicyParts:
             normalised observations; the state unchanged.
         update_rollout: `(state, Rollout of [T, E, ...], LoopInfo) -> (state, metrics)`,
             one update phase; scalar float32 metrics named `metric_names(config)`.
-        rollout_steps: `config -> T`, the steps of one rollout per environment (static).
-        num_envs: `config -> E`, the environments per seed (static); a rollout is T * E
-            env steps of a seed.
+        rollout_size: `config -> T * E`, the env steps of one rollout per seed, all its E
+            envs together (static; the loop's `--num-envs` sets E and must divide it).
     """
 
     normalize_observation: Callable[[Any, jax.Array, jax.Array | None], tuple[Any, jax.Array]]
@@ -215,8 +215,7 @@ class OnPolicyParts:
     rollout_act: Callable[[Any, jax.Array, Any], tuple[jax.Array, RolloutExtras]]
     values: Callable[[Any, jax.Array], tuple[jax.Array, jax.Array]]
     update_rollout: Callable[[Any, Rollout, LoopInfo], tuple[Any, Metrics]]
-    rollout_steps: Callable[[Any], int]
-    num_envs: Callable[[Any], int]
+    rollout_size: Callable[[Any], int]
 
 
 def no_observe(state: Any, info: LoopInfo) -> Any:

@@ -91,11 +91,9 @@ class PPOLagConfig:
 
     steps_per_epoch: int = ranged(20000, POSITIVE_INT)
     """Environment steps of one rollout, summed over the E environments of a seed (the loop's
-    T = steps_per_epoch / E); one update phase per rollout. OmniSafe: 20000 (l. 34)."""
-    num_envs: int = ranged(1, POSITIVE_INT)
-    """E: environments per seed, stepped together as one gymnasium vector environment, each
-    T = steps_per_epoch / E steps per rollout (so a multiple of E is required). OmniSafe:
-    1 (`train_cfgs.vector_env_nums`)."""
+    `--num-envs`, OmniSafe's `train_cfgs.vector_env_nums` 1; each env steps T =
+    steps_per_epoch / E times); one update phase and one progress row per rollout.
+    OmniSafe: 20000 (l. 34)."""
     update_iters: int = ranged(40, POSITIVE_INT)
     """Most passes over a rollout per update phase. OmniSafe: 40 (l. 36)."""
     minibatch_size: int = ranged(64, POSITIVE_INT)
@@ -171,12 +169,6 @@ class PPOLagConfig:
             problems.append(
                 f"--minibatch-size ({self.minibatch_size}) must be at most --steps-per-epoch "
                 f"({self.steps_per_epoch})"
-            )
-        if not problems and self.steps_per_epoch % self.num_envs:
-            problems.append(
-                f"--steps-per-epoch ({self.steps_per_epoch}) must be a multiple of --num-envs "
-                f"({self.num_envs}): each of the E environments steps T = steps_per_epoch / E "
-                f"times per rollout"
             )
         if self.episode_cost not in ("sum", "discounted"):
             problems.append(f"episode_cost {self.episode_cost!r}: must be sum or discounted")
@@ -946,14 +938,9 @@ def resolve(config: PPOLagConfig, spec: Any) -> PPOLagConfig:
     )
 
 
-def rollout_steps(config: PPOLagConfig) -> int:
-    """T: the steps of one rollout per environment, `steps_per_epoch / num_envs`."""
-    return config.steps_per_epoch // config.num_envs
-
-
-def num_envs(config: PPOLagConfig) -> int:
-    """E: the environments per seed (`--num-envs`)."""
-    return config.num_envs
+def rollout_size(config: PPOLagConfig) -> int:
+    """Env steps of one rollout per seed (all its E envs together): `steps_per_epoch`."""
+    return config.steps_per_epoch
 
 
 def episode_window(config: PPOLagConfig) -> int:
@@ -967,8 +954,7 @@ ON_POLICY = OnPolicyParts(
     rollout_act=rollout_act_with_noise,
     values=values,
     update_rollout=update_rollout,
-    rollout_steps=rollout_steps,
-    num_envs=num_envs,
+    rollout_size=rollout_size,
 )
 
 #: The registry entry, ready but not registered (see `register_ppo_lag`).

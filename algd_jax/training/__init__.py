@@ -11,6 +11,8 @@
     episodes     the window of finished episodes handed to algorithms (`LoopInfo`)
     evaluation   deterministic evaluation episodes on host environments
     off_policy   host env stepping + replay + fused updates (`OffPolicyLoop`)
+    on_policy    S seeds x E host vector envs, T-step rollouts, one compiled update phase
+                 per rollout (`OnPolicyLoop`)
     on_device    the whole loop on the device, for tasks written in JAX (`OnDeviceLoop`),
                  and the fused bandit trainer (`train_bandit`)
 
@@ -22,7 +24,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from algd_jax.programs import new_state
-from algd_jax.train_config import RunError, TrainConfig
+from algd_jax.train_config import TrainConfig
 from algd_jax.training.episodes import loop_info, push_episode
 from algd_jax.training.epoch_row import (
     EPISODE_COLUMNS,
@@ -76,12 +78,13 @@ __all__ = [
 def train(config: TrainConfig, run_root: Path = Path("runs")) -> TrainResult:
     """Run (or, with `config.resume`, continue) one training run with the loop it needs:
     `--loop device` the on-device loop, otherwise the loop of the algorithm's `kind`
-    (off-policy: `OffPolicyLoop`)."""
+    (off-policy: `OffPolicyLoop`; on-policy: `OnPolicyLoop`)."""
     if config.loop == "device":
         from algd_jax.training.on_device import OnDeviceLoop
 
         return OnDeviceLoop(config, run_root=run_root).run()
-    kind = config.algorithm.kind
-    if kind == "off-policy":
-        return OffPolicyLoop(config, run_root=run_root).run()
-    raise RunError(f"{config.algo} is an {kind} algorithm, which no loop trains yet")
+    if config.algorithm.kind == "on-policy":
+        from algd_jax.training.on_policy import OnPolicyLoop
+
+        return OnPolicyLoop(config, run_root=run_root).run()
+    return OffPolicyLoop(config, run_root=run_root).run()
