@@ -3,6 +3,14 @@ env steps/s per seed and in total, updates/s, where the time goes, and peak memo
 
     python -m benchmarks.loop [--quick] [--seeds 1 2 4 8] [--steps N] [--out FILE.json]
                               [--precision f32 [bf16]]
+    python -m benchmarks.loop --algo ppo-lag [--seeds 1 3] [--num-envs E] [--steps N]
+
+`--algo` names the registered algorithm (default algd). For an on-policy one (ppo-lag) each
+S runs the on-policy loop (`algd_jax.training.on_policy.OnPolicyLoop`) for one rollout of
+N env steps per seed (default 2000) after a first rollout that compiles every program, and
+reports env steps/s, the shares of acting, env stepping, bookkeeping, valuing and the
+update phase, and the env-only stepping rate of the same vector envs under a fixed random
+policy measured in the same run (`vector_rollouts.env_step_rate`), with their ratio.
 
 Each S runs in a fresh child process (so that its peak RSS is its own; `--quick` runs them
 in this process) the real training loop (`algd_jax.training.OffPolicyLoop`, the code
@@ -157,6 +165,77 @@ def run_loop(
     }
 
 
+def on_policy_run(algo: str, steps: int, seeds: int, num_envs: int, seed_axis: str) -> dict:
+    """One on-policy measurement (S seeds, E envs each, a rollout of `steps` env steps per
+    seed): a compiling rollout, then a fresh run of one rollout on the cached programs."""
+    from collections import defaultdict
+    from contextlib import contextmanager
+
+    from algd_jax.envs import make_env
+    from algd_jax.train_config import parse_command_line
+    from algd_jax.training.on_policy import OnPolicyLoop
+    from algd_jax.vector_rollouts import env_step_rate
+
+    seconds: dict[str, float] = defaultdict(float)
+
+    @contextmanager
+    def clock(phase: str):  # type: ignore[no-untyped-def]
+        start = time.perf_counter()
+        yield
+        seconds[phase] += time.perf_counter() - start
+
+    with tempfile.TemporaryDirectory(prefix="algd-loop-bench-") as tmp:
+        argv = [
+            "--algo", algo, "--task", TASK, "--seeds", *map(str, range(seeds)),
+            "--num-envs", str(num_envs), "--steps-per-epoch", str(steps),
+            "--total-steps", str(steps), "--eval-episodes", "0", "--progress", "off",
+            "--seed-axis", seed_axis,
+        ]  # fmt: skip
+        OnPolicyLoop(parse_command_line(argv + ["--run-dir", f"{tmp}/compile"])).run()
+        loop = OnPolicyLoop(parse_command_line(argv + ["--run-dir", f"{tmp}/run"]), clock=clock)
+        start = time.perf_counter()
+        loop.run()
+        wall = time.perf_counter() - start
+    env_only = env_step_rate(
+        lambda: make_env(TASK), list(range(seeds)), num_envs, loop.spec, steps // num_envs
+    )
+    loop_rate = seeds * steps / wall
+    shares = {phase: s / wall for phase, s in seconds.items()}
+    shares["other"] = max(0.0, 1.0 - sum(shares.values()))
+    return {
+        "algo": algo,
+        "task": TASK,
+        "seeds": seeds,
+        "num_envs": num_envs,
+        "rollout_steps_per_seed": steps,
+        "wall_s": wall,
+        "env_steps_per_s_total": loop_rate,
+        "env_only_env_steps_per_s_total": env_only["env_steps_per_s"],
+        "loop_over_env_only": loop_rate / env_only["env_steps_per_s"],
+        "phase_s": dict(seconds),
+        "shares": shares,
+    }
+
+
+def on_policy_main(args: Any) -> dict[str, Any]:
+    counts = args.seeds or [1]
+    runs = []
+    for s in counts:
+        run = on_policy_run(args.algo, args.steps, s, args.num_envs, args.seed_axis)
+        runs.append(run)
+        shares = ", ".join(f"{k} {v:.0%}" for k, v in run["shares"].items())
+        print(
+            f"{args.algo} S={s} E={args.num_envs}: {run['env_steps_per_s_total']:.0f} env "
+            f"steps/s (loop), {run['env_only_env_steps_per_s_total']:.0f} env-only, ratio "
+            f"{run['loop_over_env_only']:.2f}; {shares}",
+            flush=True,
+        )
+    result = {"benchmark": "loop", "machine": machine_info(), "runs": runs}
+    path = write_result(result, args.out, f"loop_{args.algo}", args.quick)
+    print(f"wrote {path}")
+    return result
+
+
 def _child(args: Any) -> int:
     with tempfile.TemporaryDirectory(prefix="algd-loop-bench-") as tmp:
         out = run_loop(
@@ -201,8 +280,21 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         help="precisions of the matrix products (the training command's --precision); "
         "several are measured in turn for each S in one run",
     )
+    parser.add_argument("--algo", default="algd", help="registered algorithm (default algd)")
+    parser.add_argument(
+        "--num-envs", type=int, default=1, help="on-policy: envs per seed (default 1)"
+    )
     parser.add_argument("--child", type=int, default=None, help=argparse_hidden())
     args = parser.parse_args(argv)
+    from algd_jax.algorithms import get_algorithm
+
+    if get_algorithm(args.algo).kind == "on-policy":
+        args.steps = args.steps or (200 if args.quick else 2000)
+        return on_policy_main(args)
+    if args.algo != "algd":
+        parser.error(
+            "--algo: the off-policy loop benchmark measures algd; see benchmarks.train_step"
+        )
     args.steps = args.steps or (12 if args.quick else 40)
     precisions = list(dict.fromkeys(args.precision))
     if args.child is not None:

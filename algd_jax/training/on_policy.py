@@ -23,6 +23,8 @@ stops at the end of the current rollout's update, after its checkpoint.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +62,11 @@ from algd_jax.vector_rollouts import (
 )
 
 LOOP_NAME = "on-policy"
+
+
+@contextmanager
+def _untimed(_phase: str) -> Iterator[None]:
+    yield
 
 
 class OnPolicyLoopState(struct.PyTreeNode):
@@ -164,6 +171,7 @@ class OnPolicyLoop:
             programs=self.programs,
             clock=clock,
         )
+        self.clock: Clock = clock if clock is not None else _untimed
         self.eval_envs = [self._make_env() for _ in self.seeds] if config.eval_episodes else []
         self.states = stack([new_state(self.algorithm, self.hparams, spec, s) for s in self.seeds])
         self.window = self.algorithm.episode_window(self.hparams)
@@ -198,7 +206,7 @@ class OnPolicyLoop:
         self.lifecycle.save(
             self.env_step,
             state=lambda k: unstack(self.states, k),
-            loop=lambda k: jax.tree.map(lambda x: x[k], loop),
+            loop=lambda k: unstack(loop, k),
         )
 
     def _restore(self, step: int) -> int:
@@ -206,7 +214,7 @@ class OnPolicyLoop:
         returns the epochs completed at `step`."""
         template_collector = self.collector._empty_state()
         template = OnPolicyLoopState.create(self.seeds, self.window, template_collector)
-        template_loop = jax.tree.map(lambda x: x[0], template)
+        template_loop = unstack(template, 0)
         template_state = unstack(self.states, 0)
         states, loops = [], []
         for k in range(len(self.seeds)):
@@ -254,9 +262,10 @@ class OnPolicyLoop:
                 epoch_totals, epoch_count = self._record_episodes(finished)
                 loop.env_step[:] += self.rollout_size
                 info = loop_info(loop, self.planned_phases, self.window)
-                self.states, metrics = self.programs.update(self.states, rollout, info)
+                with self.clock("update"):
+                    self.states, metrics = self.programs.update(self.states, rollout, info)
+                    metrics = jax.device_get(metrics)
                 loop.update_count[:] += 1
-                metrics = jax.device_get(metrics)
                 took = time.perf_counter() - tick
                 self._check_finite(metrics)
                 last_rows = self._end_epoch(metrics, epoch_totals, epoch_count, took)
