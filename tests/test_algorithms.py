@@ -61,11 +61,11 @@ def test_tiny_run_save_load_and_no_recompilation(algo: str, tmp_path: Path) -> N
 
     # no recompilation: another epoch after resume, and another seed, reuse the programs
     programs = trainer.programs
-    compiled = (programs.train._cache_size(), programs.act._cache_size())
+    compiled = programs.cache_sizes()
     assert main(["--resume", str(run_dir), "--total-steps", "300", "--progress", "off"]) == 0
     other = tiny_flags(algo) + ["--seed", "7", "--total-steps", "100"]
     assert main(other + ["--run-dir", str(tmp_path / "other")]) == 0
-    assert (programs.train._cache_size(), programs.act._cache_size()) == compiled
+    assert programs.cache_sizes() == compiled
 
 
 #: Every entry with its defaults, plus SAC-Lag's OmniSafe preset on a task whose episodes
