@@ -2,7 +2,8 @@
 
 One row per epoch goes to both `progress.csv` and TensorBoard (tensorboardX event files
 under `tb/`, scalar tags namespaced `train/...`, `eval/...`, `time/...`, x-axis = env
-steps). On resume the logs are cut back to the checkpoint being resumed (only once training really
+steps), and with `--wandb PROJECT` to a Weights & Biases run of that seed (`WandbSink`).
+On resume the logs are cut back to the checkpoint being resumed (only once training really
 continues), so that a row written after the last checkpoint of an interrupted run is neither
 lost nor duplicated.
 """
@@ -11,10 +12,11 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 import os
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TextIO
@@ -23,9 +25,10 @@ from tensorboardX import SummaryWriter
 from tqdm import tqdm
 
 from algd_jax.run_files import read_progress, read_progress_file
-from algd_jax.train_config import RunError
+from algd_jax.train_config import WANDB_MISSING, RunError, TrainConfig
 
-__all__ = ["Display", "LogBehindCheckpoint", "ProgressLog", "ResumePlan", "plan_resume"]
+__all__ = ["Display", "LogBehindCheckpoint", "ProgressLog", "ResumePlan", "WandbSink"]
+__all__ += ["plan_resume"]
 __all__ += ["read_progress"]  # the validated reader of algd_jax.run_files, re-exported
 
 #: Columns that are not TensorBoard scalars (the x-axis and counters).
@@ -107,8 +110,110 @@ def _csv_line(columns: list[str], values: Mapping[str, Any] | None = None) -> st
     return buffer.getvalue()
 
 
+#: Written into a seed's run directory by `WandbSink`: the W&B run's id (a resume
+#: continues that run) and the last env step logged to it.
+WANDB_FILE = "wandb.json"
+#: Keys of a run's config.json logged as the W&B run's config.
+WANDB_CONFIG_KEYS = ("config", "algo", "agent_config", "task_spec", "versions")
+
+
+class WandbSink:
+    """The epoch rows of one seed's run, logged to a Weights & Biases run as well.
+
+    Each row's finite values are logged as scalars at `step = env_steps` (the
+    `progress.csv` columns, the same tags as TensorBoard), and the run's resolved
+    configuration (its `config.json`: the loop's config, the algorithm's resolved
+    hyper-parameters, the task's spec, the versions) as the W&B config. W&B run: project
+    `config.wandb`; group `config.wandb_group` or `<task>/<algo>`; job type
+    `<task>/<algo>`; tags task, algorithm (and the group when one was given); name
+    `<task>/<algo>/seed<k>`. W&B's own files go under `run_dir/wandb/` (or `$WANDB_DIR`).
+
+    The W&B run's id is kept in `run_dir/wandb.json` with the last env step logged, so a
+    resumed run continues the same W&B run and logs each epoch once: rows up to that step
+    (repeated by a resume after a crash, with the same numbers) are not logged again, and
+    rows the W&B run lacks (the run was resumed with `--wandb` added) are logged first from
+    `backlog`.
+
+    Args:
+        config: the run's config (`wandb` set).
+        run_dir: the seed's run directory; its `config.json` must exist.
+        backlog: `progress.csv` rows already in the file, as read back (strings).
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        run_dir: Path,
+        backlog: Sequence[Mapping[str, str | float]] = (),
+    ) -> None:
+        if config.wandb is None:
+            raise ValueError("WandbSink needs config.wandb (the W&B project)")
+        try:
+            import wandb
+        except ImportError:
+            raise RunError(WANDB_MISSING) from None
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / WANDB_FILE
+        resolved = json.loads((self.run_dir / "config.json").read_text())
+        seed = int(resolved["config"]["seed"])
+        saved = json.loads(self.path.read_text()) if self.path.is_file() else None
+        self.last_step = int(saved["last_step"]) if saved else -1
+        job = f"{config.task}/{config.algo}"
+        tags = [config.task, config.algo]
+        if config.wandb_group is not None:
+            tags.append(config.wandb_group)
+        # W&B tags are at most 64 characters
+        tags = [t[:64] for t in tags]
+        where = os.environ.get("WANDB_DIR") or str(self.run_dir)
+        try:
+            self.run = wandb.init(
+                project=config.wandb,
+                group=config.wandb_group or job,
+                job_type=job,
+                tags=tags,
+                name=f"{job}/seed{seed}",
+                config={k: resolved[k] for k in WANDB_CONFIG_KEYS if k in resolved},
+                id=saved["id"] if saved else None,  # None: W&B draws a new id
+                resume="allow" if saved else None,
+                dir=where,
+                reinit="create_new",  # one W&B run per seed, several in one process
+                # the terminal stays the loop's own (its bar, a sweep's job log)
+                settings=wandb.Settings(console="off"),
+            )
+        except Exception as err:  # wandb raises its own types (no login, no network)
+            raise RunError(
+                f"--wandb {config.wandb}: Weights & Biases could not start a run "
+                f"({type(err).__name__}: {' '.join(str(err).split())}); log in with "
+                f"`wandb login`, or set WANDB_MODE=offline to log to files only"
+            ) from None
+        self.run_id: str = self.run.id
+        self._save()
+        for row in backlog:
+            self.write(row)
+
+    def _save(self) -> None:
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        record = {"id": self.run_id, "project": self.run.project, "last_step": self.last_step}
+        tmp.write_text(json.dumps(record) + "\n")
+        os.replace(tmp, self.path)
+
+    def write(self, row: Mapping[str, str | float | int]) -> None:
+        """Log one epoch row at its env step (a step already logged is skipped)."""
+        step = int(float(row["env_steps"]))
+        if step <= self.last_step:
+            return
+        values = {k: float(v) for k, v in row.items() if k != "env_steps"}
+        self.run.log({k: v for k, v in values.items() if math.isfinite(v)}, step=step)
+        self.last_step = step
+        self._save()
+
+    def close(self) -> None:
+        self.run.finish()
+
+
 class ProgressLog:
-    """Writes epoch rows to `run_dir/progress.csv` and `run_dir/tb/`.
+    """Writes epoch rows to `run_dir/progress.csv` and `run_dir/tb/` (and to Weights &
+    Biases when `config.wandb` is set: `WandbSink`).
 
     Each row is one whole line written with a single call, flushed and fsynced, so a crash
     leaves at most one partial last line (which `plan_resume` finds and a resume cuts).
@@ -119,6 +224,8 @@ class ProgressLog:
         resume: when continuing a run, the plan made by `plan_resume`: the CSV is rewritten
             to its kept rows, and TensorBoard events after the checkpoint are purged.
         resume_step: the env step of the checkpoint resumed from.
+        config: the run's config; with `config.wandb` set, the rows also go to a W&B run
+            (the seed's `config.json` must have been written).
     """
 
     def __init__(
@@ -127,9 +234,14 @@ class ProgressLog:
         columns: Iterable[str],
         resume: ResumePlan | None = None,
         resume_step: int | None = None,
+        config: TrainConfig | None = None,
     ) -> None:
         self.path = Path(run_dir) / "progress.csv"
         self.columns = list(columns)
+        self._wandb: WandbSink | None = None
+        if config is not None and config.wandb is not None:
+            # started first: a W&B run that cannot start changes no file of the run
+            self._wandb = WandbSink(config, Path(run_dir), resume.keep if resume else ())
         if resume is not None and (resume.dropped or resume.torn):
             tmp = self.path.with_suffix(".csv.tmp")
             with tmp.open("w", newline="") as f:
@@ -155,17 +267,21 @@ class ProgressLog:
 
     def write(self, row: Mapping[str, float | int]) -> None:
         """Append one epoch row (one write, flushed and fsynced) and its TensorBoard
-        scalars."""
+        scalars (and W&B's)."""
         self._append(_csv_line(self.columns, row))
         step = int(row["env_steps"])
         for key in self.columns:
             if key not in INDEX_COLUMNS and math.isfinite(float(row[key])):
                 self._tb.add_scalar(key, float(row[key]), global_step=step)
         self._tb.flush()
+        if self._wandb is not None:
+            self._wandb.write(row)
 
     def close(self) -> None:
         self._file.close()
         self._tb.close()
+        if self._wandb is not None:
+            self._wandb.close()
 
 
 ProgressMode = Literal["auto", "bar", "lines", "off"]

@@ -13,20 +13,34 @@ stacked states (`stack`), in one of two ways:
   (measured: 1e-7 after 30 updates), so seeds then match a lone run only to float rounding.
 
 `auto` picks `map` on a CPU and `vmap` elsewhere.
+
+Several devices. On a machine with several devices of the default backend (GPUs, or CPUs
+forced with `XLA_FLAGS=--xla_force_host_platform_device_count=N`), the seed axis is
+sharded over them: `seed_mesh(S)` is a one-axis `Mesh` named `seed`, `stack` places stacked
+trees with `NamedSharding(mesh, P("seed"))`, and `over_seeds` runs its map or vmap inside
+`jax.shard_map` on each device's block of seeds, so each device trains its own seeds. XLA
+fuses the partitioned program differently from the one-device one, so a sharded seed equals
+its unsharded run to float rounding (the last bits), not bitwise; the same seed on the same
+device count is reproducible whatever trains beside it. The seeds are split
+evenly: over the largest number of devices that divides S, said once in one line on stderr
+when that is not all of them (3 seeds on 2 devices run on one).
 """
 
 from __future__ import annotations
 
 import functools
 import math
+import sys
 from collections.abc import Callable
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import jax
 import jax.extend.core as jex_core
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from algd_jax.compile_options import compiler_options, program_precision, tuned_jit
 from algd_jax.types import Batch, Metrics
@@ -36,6 +50,8 @@ if TYPE_CHECKING:  # the registry imports every algorithm; the loops import this
 
 SeedAxis = Literal["map", "vmap"]
 SeedAxisOption = Literal["auto", "map", "vmap"]
+#: Name of the mesh axis the seeds are sharded over.
+SEED = "seed"
 
 
 def resolve_seed_axis(option: str) -> SeedAxis:
@@ -47,12 +63,53 @@ def resolve_seed_axis(option: str) -> SeedAxis:
     return option  # type: ignore[return-value]
 
 
+@cache
+def seed_mesh(num_seeds: int) -> Mesh | None:
+    """The mesh that `num_seeds` seeds are sharded over: the first D devices of the default
+    backend on one axis named `seed`, D the largest device count that divides the seeds;
+    None when that is one device (a one-device machine, or a seed count no larger device
+    count divides). Said in one line on stderr (once per seed count) when the machine has
+    more devices than are used."""
+    devices = jax.devices()
+    used = max(d for d in range(1, len(devices) + 1) if num_seeds % d == 0)
+    if used < len(devices):
+        where = "one device" if used == 1 else f"{used} of them"
+        print(
+            f"{num_seeds} seed(s) on {len(devices)} {devices[0].platform} devices: the seed "
+            f"axis is sharded over {where}, as the seeds split evenly only so; train a "
+            f"multiple of {len(devices)} seeds to use every device",
+            file=sys.stderr,
+            flush=True,
+        )
+    return Mesh(np.array(devices[:used]), (SEED,)) if used > 1 else None
+
+
+@cache
+def _device_count() -> int:
+    return jax.device_count()
+
+
+def _num_seeds(tree: Any) -> int:
+    return int(np.shape(jax.tree.leaves(tree)[0])[0])
+
+
+def place_seeds(tree: Any) -> Any:
+    """A tree whose leaves have a leading seed axis, sharded over `seed_mesh` (unchanged
+    when there is no mesh). Arrays already placed so are not copied."""
+    if _device_count() == 1:  # the common case, without flattening the tree
+        return tree
+    mesh = seed_mesh(_num_seeds(tree))
+    if mesh is None:
+        return tree
+    return jax.device_put(tree, NamedSharding(mesh, P(SEED)))
+
+
 def stack(trees: list[Any]) -> Any:
-    """Stack pytrees of one structure (e.g. one state per seed) on a new leading axis.
-    Static fields are taken from the first."""
+    """Stack pytrees of one structure (e.g. one state per seed) on a new leading axis,
+    sharded over the devices (`place_seeds`). Static fields are taken from the first."""
     treedef = jax.tree.structure(trees[0])
     columns = zip(*(jax.tree.leaves(t) for t in trees), strict=True)
-    return jax.tree.unflatten(treedef, [jnp.stack(col) for col in columns])
+    return place_seeds(jax.tree.unflatten(treedef, [jnp.stack(col) for col in columns]))
 
 
 def unstack(tree: Any, index: int) -> Any:
@@ -62,9 +119,9 @@ def unstack(tree: Any, index: int) -> Any:
     )
 
 
-def over_seeds(fn: Callable[..., Any], axis: SeedAxis, num_mapped: int) -> Callable[..., Any]:
-    """`fn(*mapped, *shared)` applied per seed: the first `num_mapped` arguments carry the
-    leading seed axis, the rest are the same for every seed."""
+def _over_block(fn: Callable[..., Any], axis: SeedAxis, num_mapped: int) -> Callable[..., Any]:
+    """`fn` mapped over the leading axis of the first `num_mapped` arguments, on one
+    device."""
     if axis == "vmap":
         return lambda *args: jax.vmap(
             fn, in_axes=(0,) * num_mapped + (None,) * (len(args) - num_mapped)
@@ -75,6 +132,23 @@ def over_seeds(fn: Callable[..., Any], axis: SeedAxis, num_mapped: int) -> Calla
         return jax.lax.map(lambda xs: fn(*xs, *shared), tuple(args[:num_mapped]))
 
     return mapped
+
+
+def over_seeds(fn: Callable[..., Any], axis: SeedAxis, num_mapped: int) -> Callable[..., Any]:
+    """`fn(*mapped, *shared)` applied per seed: the first `num_mapped` arguments carry the
+    leading seed axis, the rest are the same for every seed; every output gets the seed
+    axis. With a `seed_mesh`, each device maps `fn` over its own block of seeds
+    (`jax.shard_map`; the shared arguments are replicated)."""
+    block = _over_block(fn, axis, num_mapped)
+
+    def run(*args: Any) -> Any:
+        mesh = None if _device_count() == 1 else seed_mesh(_num_seeds(args[:num_mapped]))
+        if mesh is None:
+            return block(*args)
+        specs = (P(SEED),) * num_mapped + (P(),) * (len(args) - num_mapped)
+        return jax.shard_map(block, mesh=mesh, in_specs=specs, out_specs=P(SEED))(*args)
+
+    return run
 
 
 def fused(update: Callable[[Any, Batch], tuple[Any, Metrics]]) -> Callable[..., Any]:
@@ -174,8 +248,31 @@ class Programs:
                 jnp.asarray(env_step, jnp.int32),
             )
 
-        self.act = tuned_jit(act_all, static_argnames="deterministic")
-        self.train = tuned_jit(train_all, donate_argnums=(0, 1))
+        self._act = tuned_jit(act_all, static_argnames="deterministic")
+        self._train = tuned_jit(train_all, donate_argnums=(0, 1))
+
+    def act(
+        self, states: Any, obs: Any, keys: Any, step: Any, deterministic: bool = False
+    ) -> jax.Array:
+        # inputs committed to one device (a restored checkpoint's) move to the seed mesh
+        states, obs, keys = place_seeds((states, obs, keys))
+        return self._act(states, obs, keys, step, deterministic=deterministic)
+
+    def train(
+        self,
+        states: Any,
+        sums: Any,
+        batch: Batch,
+        first_update: Any,
+        env_step: Any,
+        info: Any = None,
+    ) -> tuple[Any, Any]:
+        states, sums, batch, info = place_seeds((states, sums, batch, info))
+        return self._train(states, sums, batch, first_update, env_step, info)
+
+    def cache_sizes(self) -> tuple[int, int]:
+        """How many programs `train` and `act` have compiled (one per set of shapes)."""
+        return self._train._cache_size(), self._act._cache_size()
 
 
 @lru_cache(maxsize=32)

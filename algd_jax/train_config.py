@@ -16,6 +16,7 @@ import argparse
 import contextlib
 import dataclasses
 import difflib
+import importlib.util
 import io
 import types
 import typing
@@ -39,7 +40,15 @@ from algd_jax.options import (
 )
 
 #: Fields that may differ between a run's saved config and the `--resume` command line.
-RESUMABLE_OVERRIDES = ("total_steps", "run_dir", "resume", "progress", "keep_checkpoints")
+RESUMABLE_OVERRIDES = (
+    "total_steps",
+    "run_dir",
+    "resume",
+    "progress",
+    "keep_checkpoints",
+    "wandb",
+    "wandb_group",
+)
 #: Largest seed: seeds feed numpy's SeedSequence and JAX's 32-bit keys.
 MAX_SEED = 2**31 - 1
 #: Valid seeds (`--seed`, each of `--seeds`).
@@ -149,10 +158,18 @@ class TrainConfig:
     must not exist yet: a previous run is never overwritten."""
     resume: Path | None = None
     """Continue the run in this directory from its last checkpoint; other flags must
-    agree with its config.json (except --total-steps, --progress, --keep-checkpoints)."""
+    agree with its config.json (except --total-steps, --progress, --keep-checkpoints,
+    --wandb, --wandb-group)."""
     progress: Literal["auto", "bar", "lines", "off"] = "auto"
     """Terminal output: a progress bar (`bar`), one line per epoch and seed (`lines`),
     nothing (`off`); `auto` shows the bar on a terminal and lines otherwise."""
+    wandb: str | None = None
+    """Also log each epoch's row and the resolved config to this Weights & Biases project,
+    one W&B run per seed (the `wandb` extra: pip install -e ".[wandb]"; `WANDB_MODE=offline`
+    logs to files only). Not part of the run's configuration: it may change on --resume."""
+    wandb_group: str | None = None
+    """The W&B group of this run's seeds (default `<task>/<algo>`); experiments.sweep
+    passes its name."""
     list_tasks: bool = False
     """Print every registered task with its budget and exit."""
     list_algos: bool = False
@@ -188,6 +205,8 @@ class TrainConfig:
         config = self.with_hparams().hparams
         if not isinstance(config, algorithm.config_type):
             raise RunError(f"hyper-parameters of {type(config).__name__} do not fit {self.algo}")
+        if self.wandb is not None and not wandb_installed():
+            raise RunError(WANDB_MISSING)
         problems = check_ranges(self) + check_ranges(config)
         if problems:
             raise RunError("; ".join(problems))
@@ -256,6 +275,21 @@ class TrainConfig:
             raise RunError(
                 f"config.json does not describe a training run of this version ({err})"
             ) from None
+
+
+#: What `--wandb` says when the package is not installed.
+WANDB_MISSING = (
+    '--wandb needs the Weights & Biases package; install it with pip install -e ".[wandb]"'
+)
+
+
+def wandb_installed() -> bool:
+    """Whether `import wandb` can succeed (looked up without importing it: that takes
+    seconds)."""
+    try:
+        return importlib.util.find_spec("wandb") is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def check_seeds(seeds: Sequence[int], flag: str = "--seeds") -> None:

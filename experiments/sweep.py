@@ -6,7 +6,8 @@
     python -m experiments.sweep ... --grid algd:rho=0.1,1                        # one algorithm's
     python -m experiments.sweep ... --executor ray --ray-address auto --gpus-per-job 0.25
 
-Every flag the sweep does not know is a run flag, passed to each job's `experiments.run`.
+Every flag the sweep does not know is a run flag, passed to each job's `experiments.run`
+(`--wandb PROJECT` too: the jobs' W&B runs are grouped under the sweep's folder name).
 A job is one (task, algorithm, axis values) cell and a block of its seeds (`--seeds-per-job`,
 default all), trained in one process. Re-running the same command is idempotent: finished
 jobs are skipped, interrupted ones resume from their last checkpoint, failed ones are retried
@@ -26,9 +27,16 @@ from pathlib import Path
 from typing import Any
 
 from algd_jax.sweep.executors import JobResult, run_local, run_ray
-from algd_jax.sweep.grid import Job, expand, first_difference, parse_axis, parse_seeds
+from algd_jax.sweep.grid import (
+    Job,
+    expand,
+    first_difference,
+    flag_values,
+    parse_axis,
+    parse_seeds,
+)
 from algd_jax.sweep.manifest import Manifest, now, run_state
-from algd_jax.train_config import RunError
+from algd_jax.train_config import WANDB_MISSING, RunError, wandb_installed
 
 
 def parser() -> argparse.ArgumentParser:
@@ -149,6 +157,16 @@ def status_table(jobs: Sequence[Job], results: dict[str, JobResult]) -> str:
     )
 
 
+def with_wandb_group(run_flags: Sequence[str], out: Path) -> list[str]:
+    """`run_flags` with `--wandb-group <the sweep's folder name>` added when they log to
+    W&B (`--wandb PROJECT`) without a group of their own: the W&B runs of one sweep form
+    one group (job type `<task>/<algo>` within it)."""
+    given = flag_values(run_flags)
+    if "--wandb" in given and "--wandb-group" not in given:
+        return [*run_flags, "--wandb-group", out.absolute().name]
+    return list(run_flags)
+
+
 def lock(out: Path) -> Any:
     """Hold `<out>/.lock` for this process (released on any exit, SIGKILL included)."""
     out.mkdir(parents=True, exist_ok=True)
@@ -169,6 +187,7 @@ def sweep(argv: Sequence[str]) -> int:
     for name, value in (("--retries", args.retries), ("--max-task-retries", args.max_task_retries)):
         if value < 0:
             raise RunError(f"{name} must be >= 0, got {value}")
+    run_flags = with_wandb_group(run_flags, args.out)
     jobs = expand(args.tasks, args.algos, seeds, axes, run_flags, args.out, args.seeds_per_job)
     if args.dry_run:
         for job in jobs:
@@ -186,6 +205,8 @@ def sweep(argv: Sequence[str]) -> int:
         from algd_jax.sweep.executors import import_ray
 
         import_ray()  # say how to install it before touching the folder
+    if "--wandb" in flag_values(run_flags) and not wandb_installed():
+        raise RunError(WANDB_MISSING)
     held = lock(args.out)
     cache = args.compile_cache or str(args.out.absolute() / "jax-cache")
     cache = None if cache == "none" else str(Path(cache).absolute())

@@ -85,6 +85,58 @@ def run_module(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+#: Runs each `(module, argv)` of `sys.argv[1]` (JSON) as `module.main(argv)` with the
+#: process's stdout and stderr (file descriptors 1 and 2, so library logging too) sent to
+#: files of its own; an uncaught exception prints its traceback there and counts as exit 1,
+#: as in a process of its own. Prints the results as JSON.
+_CASES_DRIVER = """
+import importlib, json, os, sys, tempfile, traceback
+results = []
+for module, argv in json.loads(sys.argv[1]):
+    files = [tempfile.TemporaryFile() for _ in range(2)]
+    saved = [os.dup(1), os.dup(2)]
+    sys.stdout.flush(); sys.stderr.flush()
+    os.dup2(files[0].fileno(), 1); os.dup2(files[1].fileno(), 2)
+    try:
+        code = importlib.import_module(module).main(argv)
+    except SystemExit as stop:
+        code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    finally:
+        sys.stdout.flush(); sys.stderr.flush()
+        os.dup2(saved[0], 1); os.dup2(saved[1], 2)
+    texts = []
+    for f in files:
+        f.seek(0)
+        texts.append(f.read().decode(errors="replace"))
+    results.append({"returncode": code, "stdout": texts[0], "stderr": texts[1]})
+print(json.dumps(results))
+"""
+
+
+def run_modules(*cases: tuple[str, list[str]]) -> list[subprocess.CompletedProcess[str]]:
+    """Several `python -m MODULE ARGS` commands in one separate process, one after the
+    other (one start-up of Python and JAX for all): each result has that command's own exit
+    status, stdout and stderr, as `run_module` gives them."""
+    import json
+
+    done = subprocess.run(
+        [sys.executable, "-c", _CASES_DRIVER, json.dumps([[m, list(a)] for m, a in cases])],
+        cwd=REPO,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(done.stdout.strip().splitlines()[-1])
+    return [
+        subprocess.CompletedProcess([m, *a], r["returncode"], r["stdout"], r["stderr"])
+        for (m, a), r in zip(cases, results, strict=True)
+    ]
+
+
 #: Observation and action sizes and the batch size of the tiny test problems.
 DS, DA, B = 5, 3, 16
 

@@ -39,7 +39,7 @@ from algd_jax.options import (
     type_problem,
 )
 from algd_jax.train_config import RunError, TrainConfig, parse_command_line
-from tests.conftest import run_module
+from tests.conftest import run_modules
 
 # -- the ranges ------------------------------------------------------------------------
 
@@ -231,21 +231,34 @@ def test_a_config_built_in_code_is_validated_by_the_trainer(tmp_path: Path) -> N
     assert not (tmp_path / "never").exists()
 
 
-@pytest.mark.parametrize(
-    ("args", "line"),
-    [
-        (["--critic-lr", "inf"], "error: --critic-lr inf: must be a finite number > 0"),
-        (
-            ["--score-loss-weight", "nan", "--init-multiplier", "-1", "--multiplier", "projected"],
-            "error: --score-loss-weight nan: must be a finite number >= 0; --init-multiplier "
-            "-1.0: must be a finite number >= 0",
-        ),
-    ],
-)
-def test_refusals_in_a_real_process(args: list[str], line: str, tmp_path: Path) -> None:
-    never = tmp_path / "never"
-    done = run_module("experiments.run", *args, "--run-dir", str(never))
+#: Refusals that also go through a real process: flags -> the one stderr line.
+PROCESS_CASES = [
+    (["--critic-lr", "inf"], "error: --critic-lr inf: must be a finite number > 0"),
+    (
+        ["--score-loss-weight", "nan", "--init-multiplier", "-1", "--multiplier", "projected"],
+        "error: --score-loss-weight nan: must be a finite number >= 0; --init-multiplier "
+        "-1.0: must be a finite number >= 0",
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def in_process(tmp_path_factory: pytest.TempPathFactory) -> list:
+    """Each of `PROCESS_CASES` as `experiments.run ... --run-dir NEVER`, all in one separate
+    process: (result, NEVER) per case."""
+    root = tmp_path_factory.mktemp("refused")
+    nevers = [root / f"never{i}" for i in range(len(PROCESS_CASES))]
+    commands = [
+        ("experiments.run", [*args, "--run-dir", str(never)])
+        for (args, _), never in zip(PROCESS_CASES, nevers, strict=True)
+    ]
+    return list(zip(run_modules(*commands), nevers, strict=True))
+
+
+@pytest.mark.parametrize("case", range(len(PROCESS_CASES)))
+def test_refusals_in_a_real_process(in_process: list, case: int) -> None:
+    done, never = in_process[case]
     assert done.returncode == 2
-    assert done.stderr.strip().splitlines() == [line]
+    assert done.stderr.strip().splitlines() == [PROCESS_CASES[case][1]]
     assert done.stdout == ""
     assert not never.exists()

@@ -19,7 +19,7 @@ from algd_jax.train_config import RunError
 from algd_jax.training import timing_free
 from experiments import check_reference, evaluate, plot
 from experiments.run import main
-from tests.conftest import TINY, run_module
+from tests.conftest import TINY, run_modules
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -187,14 +187,42 @@ def _truncate_manifest(run: Path, which: str = "last") -> None:
     manifest.write_bytes(manifest.read_bytes()[:10])
 
 
+#: The damaged-checkpoint cases that must go through a real process (its exit status, and
+#: a stderr that holds only our line, whatever orbax or absl print), each on its own copy
+#: of the finished run (`in_process`).
+PROCESS_CASES = ("manifest-resume", "manifest-evaluate", "no-files-json", "metadata")
+
+
+@pytest.fixture(scope="module")
+def in_process(finished: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Each case of `PROCESS_CASES` on its own damaged copy of the finished run, all run in
+    one separate process (one start-up of JAX): name -> (result, run, hash before)."""
+    root = tmp_path_factory.mktemp("damaged")
+    runs, commands = {}, []
+    for name in PROCESS_CASES:
+        run = root / name
+        shutil.copytree(finished, run)
+        if name.startswith("manifest"):
+            _truncate_manifest(run)
+        elif name == "metadata":
+            path = run / "checkpoints/last/300/_CHECKPOINT_METADATA"
+            path.write_bytes(path.read_bytes()[:20])
+        else:
+            (run / "checkpoints/last/300/files.json").unlink()
+            data = _largest_agent_file(run / "checkpoints/last/300")
+            data.write_bytes(data.read_bytes()[:100])
+        if name == "manifest-evaluate":
+            commands.append(("experiments.evaluate", [str(run), "--episodes", "1"]))
+        else:
+            commands.append(("experiments.run", ["--resume", str(run), "--total-steps", "400"]))
+        runs[name] = (run, tree_hash(run))
+    results = run_modules(*commands)
+    return {n: (r, *runs[n]) for n, r in zip(PROCESS_CASES, results, strict=True)}
+
+
 @pytest.mark.parametrize("command", ["resume", "evaluate"])
-def test_truncated_agent_manifest_is_one_clean_line(run: Path, command: str) -> None:
-    _truncate_manifest(run)
-    before = tree_hash(run)
-    if command == "resume":
-        done = run_module("experiments.run", "--resume", str(run), "--total-steps", "400")
-    else:
-        done = run_module("experiments.evaluate", str(run), "--episodes", "1")
+def test_truncated_agent_manifest_is_one_clean_line(in_process: dict, command: str) -> None:
+    done, run, before = in_process[f"manifest-{command}"]
     assert done.returncode == 1, done.stderr
     errors = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(errors) == 1 and "is corrupt or truncated" in errors[0], done.stderr
@@ -401,22 +429,16 @@ def _largest_agent_file(checkpoint: Path) -> Path:
     return max((checkpoint / "agent").rglob("d/*"), key=lambda p: p.stat().st_size)
 
 
-@pytest.mark.parametrize("damage", ["no-files-json-and-truncated-data", "truncated-metadata"])
+@pytest.mark.parametrize("damage", ["no-files-json", "metadata"])
 def test_damaged_checkpoint_is_one_line_naming_the_file_and_the_fallback(
-    run: Path, damage: str
+    in_process: dict, damage: str
 ) -> None:
+    done, run, before = in_process[damage]
     checkpoint = run / "checkpoints/last/300"
-    if damage == "truncated-metadata":
-        path = checkpoint / "_CHECKPOINT_METADATA"
-        path.write_bytes(path.read_bytes()[:20])
+    if damage == "metadata":  # _CHECKPOINT_METADATA truncated
         named = "_CHECKPOINT_METADATA differs from what was saved"
-    else:
-        (checkpoint / "files.json").unlink()
-        data = _largest_agent_file(checkpoint)
-        data.write_bytes(data.read_bytes()[:100])
+    else:  # files.json deleted and the largest data file truncated
         named = "files.json, the record of its files, is missing"
-    before = tree_hash(run)
-    done = run_module("experiments.run", "--resume", str(run), "--total-steps", "400")
     assert done.returncode == 1
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, done.stderr

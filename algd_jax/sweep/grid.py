@@ -37,6 +37,8 @@ NOT_AXES = {
     "hparams",
     "total_steps",
     "keep_checkpoints",
+    "wandb",
+    "wandb_group",
 }
 #: Run flags the sweep writes itself into each job's command line.
 RESERVED_FLAGS = {
@@ -51,8 +53,9 @@ RESERVED_FLAGS = {
     "--list-algos": "python -m experiments.run --list-algos",
 }
 #: Run flags that may change between two runs of one sweep (a longer --total-steps
-#: continues finished runs); every other flag is part of a cell's identity.
-RESUMABLE_FLAGS = ("--total-steps", "--keep-checkpoints")
+#: continues finished runs; logging to W&B changes no number); every other flag is part of
+#: a cell's identity.
+RESUMABLE_FLAGS = ("--total-steps", "--keep-checkpoints", "--wandb", "--wandb-group")
 
 
 def flag(name: str) -> str:

@@ -206,7 +206,9 @@ class RunLifecycle:
                 self.config = create_run_dirs(
                     self.config, self.run_dir, self.hparams, self.spec, self.extra
                 )
-                self.logs = [ProgressLog(d, self.columns) for d in self.run_dirs]
+                self.logs = [
+                    ProgressLog(d, self.columns, config=self.config) for d in self.run_dirs
+                ]
         except BaseException:
             self.close_checkpointers()
             if created:  # a new run that failed to start leaves nothing behind
@@ -298,7 +300,7 @@ class RunLifecycle:
                     )
         self.record_resume()
         self.logs = [
-            ProgressLog(d, self.columns, resume=plan, resume_step=self.env_step)
+            ProgressLog(d, self.columns, resume=plan, resume_step=self.env_step, config=self.config)
             for d, plan in zip(self.run_dirs, plans, strict=True)
         ]
 
