@@ -53,7 +53,24 @@ KERNEL_INITS: dict[str, Initializer] = {
     "xavier_uniform": nn.initializers.xavier_uniform(),
     "scaled_normal": scaled_normal_init,
     "he_normal": nn.initializers.he_normal(),  # RCRL's networks
+    # PyTorch's `kaiming_uniform_(w, a=sqrt(5))` (OmniSafe's default, and `nn.Linear`'s own):
+    # gain^2 = 2 / (1 + 5) = 1/3, so U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+    "kaiming_uniform": nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform"),
 }
+
+
+def bias_init(kernel_init: str, fan_in: int) -> Initializer:
+    """The bias initialiser that goes with a kernel initialiser: zeros, except for
+    `kaiming_uniform`, whose layers (OmniSafe's, built by `torch.nn.Linear`) keep
+    PyTorch's default bias U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+    if kernel_init != "kaiming_uniform":
+        return nn.initializers.zeros
+    bound = 1.0 / float(fan_in) ** 0.5
+
+    def init(key: jax.Array, shape: tuple[int, ...], dtype: Any = jnp.float32) -> jax.Array:
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+    return init
 
 
 # ----------------------------------------------------------------------------- bf16 products
@@ -175,11 +192,12 @@ class CriticMLP(nn.Module):
     @nn.compact
     def __call__(self, obs: jax.Array, action: jax.Array) -> jax.Array:
         act = ACTIVATIONS[self.activation]
-        init, zeros = KERNEL_INITS[self.kernel_init], nn.initializers.zeros
+        init = KERNEL_INITS[self.kernel_init]
         h = jnp.concatenate([obs, action], axis=-1)
         for i in range(2):
-            h = act(dense(self.hidden, self.precision, init, zeros, f"hidden_{i}")(h))
-        q = dense(1, self.precision, init, zeros, "out")(h)
+            bias = bias_init(self.kernel_init, h.shape[-1])
+            h = act(dense(self.hidden, self.precision, init, bias, f"hidden_{i}")(h))
+        q = dense(1, self.precision, init, bias_init(self.kernel_init, h.shape[-1]), "out")(h)
         return q[..., 0]
 
 

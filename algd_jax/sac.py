@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, NamedTuple
 
@@ -27,7 +28,8 @@ import optax
 from flax.training.train_state import TrainState
 
 from algd_jax.critics import CriticTrainState, create_critic, ensemble_cost_target, td_step
-from algd_jax.networks import CriticEnsemble
+from algd_jax.networks import ACTIVATIONS, KERNEL_INITS, CriticEnsemble, bias_init
+from algd_jax.options import DISCOUNT, FRACTION, POSITIVE, POSITIVE_INT, Range, ranged
 from algd_jax.types import Batch, Metrics
 
 #: Inside the log of the tanh Jacobian, as CAL's and SAC's reference code (keeps log pi
@@ -35,11 +37,47 @@ from algd_jax.types import Batch, Metrics
 TANH_EPS = 1e-6
 LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 
-_ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {"relu": nn.relu, "elu": nn.elu}
-_INITS: dict[str, Any] = {
-    "xavier_uniform": nn.initializers.xavier_uniform(),
-    "he_normal": nn.initializers.he_normal(),
-}
+
+# ----------------------------------------------------------------------------- options
+
+
+@dataclass(frozen=True)
+class SACOptions:
+    """The options of the SAC core that CAL, SAC-AugLag and SAC-Lag share (their configs
+    subclass this and add their own), with the defaults of CAL's code (`ZifanWu/CAL`,
+    `arguments.py` and `agent/cal.py`), the harness the ALGD paper's baselines share.
+    OmniSafe's SACLag has the same values except those its preset sets (`sac_lag.py`,
+    `OMNISAFE_VALUES`). RCRL's defaults and schedule differ, so it declares its own."""
+
+    actor_lr: float = ranged(3e-4, POSITIVE)
+    """Adam learning rate of the actor (CAL `--lr`: 3e-4)."""
+    critic_lr: float = ranged(3e-4, POSITIVE)
+    """Adam learning rate of the twin reward critic (CAL `--lr`: 3e-4)."""
+    cost_critic_lr: float = ranged(3e-4, POSITIVE)
+    """Adam learning rate of the cost critics (CAL `--qc_lr`: 3e-4)."""
+    alpha_lr: float = ranged(3e-4, POSITIVE)
+    """Adam learning rate of log alpha (CAL `--lr`: 3e-4)."""
+    init_alpha: float = ranged(1.0, POSITIVE)
+    """alpha_0 (CAL: log alpha starts at 0; its `--alpha 0.2` is unused)."""
+    auto_alpha: bool = True
+    """Learn alpha toward the target entropy (CAL: always)."""
+    target_entropy: float | None = ranged(None, Range(allow_none=True))
+    """Target entropy in nats, below the largest entropy of the task's action box (unset:
+    -dim(A), CAL's)."""
+    gamma: float = ranged(0.99, DISCOUNT)
+    """Reward discount (CAL `--gamma`: 0.99)."""
+    cost_gamma: float = ranged(0.99, DISCOUNT)
+    """Cost discount (CAL `--safety_gamma`: 0.99)."""
+    polyak: float = ranged(0.005, FRACTION)
+    """Target averaging rate tau (CAL `--tau`: 0.005)."""
+    target_update_every: int = ranged(2, POSITIVE_INT)
+    """Targets move on every k-th update (CAL `critic_target_update_frequency`: 2)."""
+    actor_hidden: int = ranged(256, POSITIVE_INT)
+    """Width of the actor's two hidden layers (CAL `--hidden_size`: 256)."""
+    critic_hidden: int = ranged(256, POSITIVE_INT)
+    """Width of every critic's two hidden layers (CAL `--hidden_size`: 256)."""
+    max_grad_norm: float | None = ranged(None, Range(low=0.0, low_open=True, allow_none=True))
+    """Clip each network's gradient to this global norm (CAL: none)."""
 
 
 # ----------------------------------------------------------------------------- actor
@@ -49,8 +87,9 @@ class TanhGaussianActor(nn.Module):
     """pi(. | s): an MLP `obs [..., ds] -> hidden -> hidden` with a linear mean head and a
     linear log-std head, each `[..., da]`; log-std clipped to `[log_std_min, log_std_max]`.
 
-    CAL and OmniSafe: ReLU, Xavier-uniform weights, zero biases, log-std in [-20, 2];
-    RCRL: ELU, He-normal, log-std in [-5, 1].
+    CAL: ReLU, Xavier-uniform weights, zero biases, log-std in [-20, 2]; OmniSafe: the
+    same with PyTorch's kaiming-uniform weights and biases (`networks.bias_init`); RCRL:
+    ELU, He-normal, log-std in [-5, 1].
     """
 
     action_dim: int
@@ -62,12 +101,17 @@ class TanhGaussianActor(nn.Module):
 
     @nn.compact
     def __call__(self, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
-        act, init = _ACTIVATIONS[self.activation], _INITS[self.kernel_init]
+        act, init = ACTIVATIONS[self.activation], KERNEL_INITS[self.kernel_init]
+
+        def layer(width: int, name: str, x: jax.Array) -> jax.Array:
+            bias = bias_init(self.kernel_init, x.shape[-1])
+            return nn.Dense(width, kernel_init=init, bias_init=bias, name=name)(x)
+
         h = obs
         for i in range(2):
-            h = act(nn.Dense(self.hidden, kernel_init=init, name=f"hidden_{i}")(h))
-        mean = nn.Dense(self.action_dim, kernel_init=init, name="mean")(h)
-        log_std = nn.Dense(self.action_dim, kernel_init=init, name="log_std")(h)
+            h = act(layer(self.hidden, f"hidden_{i}", h))
+        mean = layer(self.action_dim, "mean", h)
+        log_std = layer(self.action_dim, "log_std", h)
         return mean, jnp.clip(log_std, self.log_std_min, self.log_std_max)
 
 
@@ -134,6 +178,24 @@ def default_target_entropy(target_entropy: float | None, action_dim: int) -> flo
     return -float(action_dim) if target_entropy is None else float(target_entropy)
 
 
+def check_target_entropy(target_entropy: float | None, spec: Any) -> None:
+    """Raise `ValueError` (one line) for a target entropy no policy on `spec`'s action box
+    can reach: the largest differential entropy of any distribution on the box is that of
+    the uniform one, `sum_j log(high_j - low_j)` nats, and a target at or above it would
+    raise the temperature without bound."""
+    if target_entropy is None:
+        return
+    low, high = check_box(spec)
+    ceiling = float(np.sum(np.log(high - low)))
+    if target_entropy >= ceiling:
+        raise ValueError(
+            f"--target-entropy {target_entropy} is not below the largest entropy a policy on "
+            f"this task's action box can have ({ceiling:.4g} nats, the uniform distribution): "
+            f"alpha would grow without bound; use a smaller value (unset: -dim(A) = "
+            f"{-low.shape[0]})"
+        )
+
+
 # ----------------------------------------------------------------------------- state
 
 
@@ -144,7 +206,10 @@ class SACState(struct.PyTreeNode):
     off); `multiplier` is a scalar multiplier (`multipliers`) or, for RCRL, the state-wise
     multiplier network. `cost_critic` is the cost ensemble (RCRL: the feasibility ensemble).
     `dual_signal` float32 `[]`: the constraint signal of the last dual step that `observe`
-    took from the loop (SAC-Lag's mean recent episode cost; 0 otherwise).
+    took from the loop (SAC-Lag's mean recent episode cost; 0 otherwise). `extra`: a dict
+    of the arrays one algorithm keeps besides these (SAC-Lag's cost normaliser, CAL's
+    update-cap counters, RCRL's learning-rate horizon; `{}` for none), checkpointed with
+    the rest.
     """
 
     actor: TrainState
@@ -157,6 +222,7 @@ class SACState(struct.PyTreeNode):
     action_scale: jax.Array
     action_bias: jax.Array
     dual_signal: jax.Array
+    extra: dict[str, Any]
     config: Any = struct.field(pytree_node=False)
 
 
@@ -172,11 +238,36 @@ class Parts(NamedTuple):
     alpha_tx: optax.GradientTransformation
 
 
-def adam(lr: float, max_grad_norm: float | None = None) -> optax.GradientTransformation:
-    """Adam, after clipping the gradient's global norm when `max_grad_norm` is set."""
-    if max_grad_norm is None:
-        return optax.adam(lr)
-    return optax.chain(optax.clip_by_global_norm(max_grad_norm), optax.adam(lr))
+def adam(
+    lr: float, max_grad_norm: float | None = None, scheduled: bool = False
+) -> optax.GradientTransformation:
+    """Adam, after clipping the gradient's global norm when `max_grad_norm` is set. With
+    `scheduled`, the learning rate is a leaf of the optimiser state, starting at `lr`, that
+    `set_learning_rate` replaces (for schedules that depend on loop information)."""
+
+    def make(learning_rate: Any) -> optax.GradientTransformation:
+        if max_grad_norm is None:
+            return optax.adam(learning_rate)
+        return optax.chain(optax.clip_by_global_norm(max_grad_norm), optax.adam(learning_rate))
+
+    return optax.inject_hyperparams(make)(learning_rate=lr) if scheduled else make(lr)
+
+
+def set_learning_rate(train_state: Any, lr: jax.Array) -> Any:
+    """`train_state` whose (`adam(..., scheduled=True)`) optimiser uses `lr` from its next
+    step on."""
+    opt = train_state.opt_state
+    hyper = {**opt.hyperparams, "learning_rate": jnp.asarray(lr, jnp.float32)}
+    return train_state.replace(opt_state=opt._replace(hyperparams=hyper))
+
+
+def linear_decay(start: float, end: float, step: jax.Array, horizon: jax.Array) -> jax.Array:
+    """`start + (end - start) min(step / horizon, 1)`, float32 `[]` (TensorFlow's
+    `PolynomialDecay` of power 1 without cycling); `start` while `horizon` is 0 (unknown)."""
+    fraction = jnp.where(
+        horizon > 0, jnp.minimum(step / jnp.maximum(horizon, 1).astype(jnp.float32), 1.0), 0.0
+    )
+    return jnp.asarray(start + (end - start) * fraction, jnp.float32)
 
 
 @lru_cache(maxsize=64)
@@ -188,11 +279,13 @@ def parts(config: Any, action_dim: int) -> Parts:
     `ensemble_size`, `actor_lr`, `critic_lr`, `cost_critic_lr`, `alpha_lr`,
     `max_grad_norm`, and optionally `activation` and `kernel_init` (actor and reward critic;
     default ReLU, Xavier-uniform), `cost_activation` and `cost_kernel_init` (cost ensemble;
-    default SiLU, scaled normal, as CAL's) and `log_std_min/max`.
+    default SiLU, scaled normal, as CAL's), `log_std_min/max` and `lr_schedule` (`linear`:
+    every optimiser's learning rate is a state leaf, see `set_learning_rate`).
     """
     activation = getattr(config, "activation", "relu")
     kernel_init = getattr(config, "kernel_init", "xavier_uniform")
     clip = config.max_grad_norm
+    scheduled = getattr(config, "lr_schedule", "constant") != "constant"
     actor = TanhGaussianActor(
         action_dim=action_dim,
         hidden=config.actor_hidden,
@@ -212,10 +305,10 @@ def parts(config: Any, action_dim: int) -> Parts:
             activation=getattr(config, "cost_activation", "silu"),
             kernel_init=getattr(config, "cost_kernel_init", "scaled_normal"),
         ),
-        actor_tx=adam(config.actor_lr, clip),
-        critic_tx=adam(config.critic_lr, clip),
-        cost_tx=adam(config.cost_critic_lr, clip),
-        alpha_tx=optax.adam(config.alpha_lr),
+        actor_tx=adam(config.actor_lr, clip, scheduled),
+        critic_tx=adam(config.critic_lr, clip, scheduled),
+        cost_tx=adam(config.cost_critic_lr, clip, scheduled),
+        alpha_tx=adam(config.alpha_lr, None, scheduled),
     )
 
 
@@ -230,10 +323,16 @@ def check_box(spec: Any) -> tuple[np.ndarray, np.ndarray]:
     return low, high
 
 
-def init_state(config: Any, spec: Any, key: jax.Array, multiplier: TrainState) -> SACState:
+def init_state(
+    config: Any,
+    spec: Any,
+    key: jax.Array,
+    multiplier: TrainState,
+    extra: dict[str, Any] | None = None,
+) -> SACState:
     """A fresh learner for `spec`'s observations `[obs_dim]` and action box; every random
-    draw from `key`. `multiplier` is the algorithm's own dual state. log alpha starts at
-    `log(config.init_alpha)`."""
+    draw from `key`. `multiplier` is the algorithm's own dual state, `extra` its other
+    arrays (`SACState.extra`). log alpha starts at `log(config.init_alpha)`."""
     low, high = check_box(spec)
     action_dim = low.shape[0]
     p = parts(config, action_dim)
@@ -259,6 +358,7 @@ def init_state(config: Any, spec: Any, key: jax.Array, multiplier: TrainState) -
         action_scale=jnp.asarray((high - low) / 2.0),
         action_bias=jnp.asarray((high + low) / 2.0),
         dual_signal=jnp.zeros((), jnp.float32),
+        extra={} if extra is None else extra,
         config=config,
     )
 
@@ -375,6 +475,12 @@ def keep_where(due: jax.Array | bool, new: Any, old: Any) -> Any:
         return new
     return jax.tree.map(lambda a, b: jnp.where(due, a, b), new, old)
 
+
+#: `--preset paper` of every SAC-family baseline: the ALGD paper's comparison setting
+#: (Appendix F.5: every baseline with the same M = 6 cost critics; Table 4: batch 256,
+#: U = 10 updates per env step).
+PAPER_VALUES: dict[str, Any] = {"ensemble_size": 6}
+PAPER_LOOP: dict[str, Any] = {"batch_size": 256, "updates_per_step": 10}
 
 #: Metrics every SAC-family update reports (each algorithm adds its own).
 CORE_METRICS = (

@@ -320,7 +320,10 @@ def resolve_hparams(config: TrainConfig, spec: TaskSpec) -> Any:
     """The algorithm's config the learner is built with: the options plus what the task
     sets (the critic budget)."""
     config = config.with_hparams()
-    return config.algorithm.resolve(config.hparams, spec)
+    try:
+        return config.algorithm.resolve(config.hparams, spec)
+    except ValueError as err:  # an option that cannot work on this task: one line
+        raise RunError(str(err)) from None
 
 
 def presets(config: TrainConfig, spec: TaskSpec) -> TrainConfig:
@@ -465,8 +468,12 @@ def _check_flags(argv: Sequence[str], algorithm: Algorithm) -> None:
     known_flags = set(known) | _bool_flags(TrainConfig) | _bool_flags(algorithm.config_type)
     others: dict[str, list[str]] = {}
     for name in list_algorithms():
-        for option in get_algorithm(name).option_names():
-            others.setdefault(_flag(option), []).append(name)
+        other = get_algorithm(name)
+        booleans = _bool_flags(other.config_type)
+        for option in other.option_names():
+            flags = [_flag(option), _flag("no_" + option)]
+            for flag in flags[: 2 if flags[1] in booleans else 1]:
+                others.setdefault(flag, []).append(name)
     args = list(argv)
     for i, token in enumerate(args):
         if not token.startswith("-") or _is_number(token):

@@ -1,16 +1,21 @@
-"""ALGD vs LGD on the two-mode bandit, like the paper's Figure 2.
+"""Every registered off-policy algorithm on the two-mode bandit, like the paper's Figure 2.
 
-    python -m experiments.toy_figure --out docs/figures/toy_algd_vs_lgd.png
+    python -m experiments.toy_figure [--algos NAME ...] [--seeds 5] [--iterations 800]
+                                     [--out docs/results/toy_bandit_all.png]
 
-Trains both agents (`algd`: augmented Lagrangian energy L_A; `lgd`: standard Lagrangian L,
-everything else identical) from the same seeds on ``ToyTwoModeBandit`` with the fused loop
-of `algd_jax.training.on_device`, and draws one figure with three panels over training:
-the policy's expected return E_pi[r] (with the known constrained optimum V* and ALGD's
-exact Boltzmann fixed point), the multiplier lambda, and the constraint violation
-max(0, E_pi[c] - h). Each curve is the mean over seeds with a band of +- one standard
-deviation; the per-iteration measurements (128 policy draws each) are smoothed by a moving
-average before plotting. A JSON summary of the last quarter of training is written next to
-the image (same name, `.json`).
+Trains each algorithm (default: every registered off-policy one) from the same seeds on
+``ToyTwoModeBandit`` with the fused loop of `algd_jax.training.on_device` (`train_bandit`), each
+with its bandit configuration (`toy_config`), and draws one figure with four panels over
+training: the policy's expected return E_pi[r] (with the constrained optimum V* = 10.2 over
+all policies, the best feasible return of a tanh-Gaussian policy, 10.0, and ALGD's exact
+Boltzmann fixed point), its expected cost E_pi[c] (with the budget h), its mass on the
+fast lane (the constrained optimum puts h / C = 0.1 there; a unimodal policy on the safe
+peak puts 0), and the multiplier (RCRL's is the batch mean of its state-wise lambda(s)).
+Each curve is the mean over seeds with a band of +- one standard deviation; the
+per-iteration measurements (128 policy draws each) are smoothed by a moving average before
+plotting. A JSON summary of the last quarter of training is written next to the image
+(same name, `.json`). `--algos algd lgd --iterations 1000 --out
+docs/figures/toy_algd_vs_lgd.png` draws the guide's ALGD-vs-LGD figure.
 """
 
 from __future__ import annotations
@@ -24,10 +29,55 @@ from typing import Any
 
 import numpy as np
 
-from algd_jax.envs.toy import DEFAULT_BANDIT
+from algd_jax.algorithms import get_algorithm, list_algorithms
+from algd_jax.algorithms.algd import ALGDConfig
+from algd_jax.envs import get_task
+from algd_jax.envs.toy import DEFAULT_BANDIT, TASK_NAME
 from algd_jax.training.on_device import BanditRun, bandit_agent_config, train_bandit
 
-AGENTS = {"lgd": ("LGD (Lagrangian energy)", "#e0a000"), "algd": ("ALGD (augmented)", "#1f5fbf")}
+#: Legend label and colour of each algorithm.
+STYLE = {
+    "algd": ("ALGD (augmented)", "#1f5fbf"),
+    "lgd": ("LGD (Lagrangian energy)", "#e0a000"),
+    "algd-ddpm": ("ALGD-DDPM", "#7f3fbf"),
+    "cal": ("CAL", "#d62728"),
+    "sac-lag": ("SAC-Lag", "#2ca02c"),
+    "sac-auglag": ("SAC-AugLag", "#17becf"),
+    "rcrl": ("RCRL (HJ)", "#8c564b"),
+}
+
+#: The SAC-family baselines on the bandit: the shared small sizes (64 units, M = 2, as the
+#: ALGD agent's `bandit_agent_config`), every other option at the algorithm's default, except
+#: RCRL's learning rates: its official ones (actor 2e-5, lambda(s) 6e-7, decaying) barely move
+#: a policy in the 3200 updates of this run, so the bandit uses the other baselines' 3e-4 for
+#: the actor and alpha, 1e-3 for the critics (as the ALGD agent here) and 1e-4 for lambda(s),
+#: constant (the on-device loop gives no planned update count to decay over).
+TOY_SIZES = {"critic_hidden": 64, "actor_hidden": 64, "ensemble_size": 2}
+TOY_OVERRIDES: dict[str, dict[str, Any]] = {
+    "rcrl": {
+        "actor_lr": 3e-4,
+        "alpha_lr": 3e-4,
+        "critic_lr": 1e-3,
+        "cost_critic_lr": 1e-3,
+        "multiplier_lr": 1e-4,
+        "multiplier_hidden": 64,
+        "lr_schedule": "constant",
+    },
+}
+
+
+def off_policy_algorithms() -> list[str]:
+    """Every registered off-policy algorithm, in registration order."""
+    return [name for name in list_algorithms() if get_algorithm(name).kind == "off-policy"]
+
+
+def toy_config(algo: str) -> Any:
+    """The configuration `algo` is trained with on the bandit (resolved for the task)."""
+    algorithm = get_algorithm(algo)
+    if algorithm.config_type is ALGDConfig:
+        return bandit_agent_config(algo)
+    config = algorithm.default_config(**TOY_SIZES, **TOY_OVERRIDES.get(algo, {}))
+    return algorithm.resolve(config, get_task(TASK_NAME))
 
 
 def smooth(trace: np.ndarray, window: int) -> np.ndarray:
@@ -42,12 +92,37 @@ def smooth(trace: np.ndarray, window: int) -> np.ndarray:
     return out / counts
 
 
-def summarise(traces: dict[str, np.ndarray]) -> dict[str, Any]:
-    """Last-quarter statistics per seed (lists) of the quantities the figure shows."""
+def feasible_from(
+    cost: np.ndarray, budget: float, window: int, updates_per_iteration: int
+) -> list[int | None]:
+    """Per seed, the updates after which the moving average (`window` iterations) of
+    E_pi[c] stays within `budget` to the end of the run (0: from the start; None: over the
+    budget at the end). `cost`: `[S, T]`."""
+    over = smooth(cost, window) > budget
+    out: list[int | None] = []
+    for row in over:
+        if row[-1]:
+            out.append(None)
+        else:
+            last_over = int(np.nonzero(row)[0].max()) if row.any() else -1
+            out.append((last_over + 1) * updates_per_iteration)
+    return out
+
+
+def summarise(
+    traces: dict[str, np.ndarray], window: int = 10, updates_per_iteration: int = 4
+) -> dict[str, Any]:
+    """Last-quarter statistics per seed (lists) of the quantities the figure shows, and
+    when each seed became feasible for good (`feasible_from`)."""
     quarter = traces["return"].shape[1] // 4
     last = {k: v[:, -quarter:] for k, v in traces.items()}
+    budget = DEFAULT_BANDIT.budget
     return {
+        "feasible_from_update": feasible_from(
+            traces["cost"], budget, window, updates_per_iteration
+        ),
         "return_mean": last["return"].mean(1).round(4).tolist(),
+        "return_median": np.median(last["return"], 1).round(4).tolist(),
         "cost_mean": last["cost"].mean(1).round(4).tolist(),
         "cost_max": last["cost"].max(1).round(4).tolist(),
         "violation_mean": last["violation"].mean(1).round(4).tolist(),
@@ -64,42 +139,49 @@ def summarise(traces: dict[str, np.ndarray]) -> dict[str, Any]:
 
 
 def plot(results: dict[str, dict[str, np.ndarray]], run: BanditRun, out: Path, window: int) -> None:
-    """Write the three-panel figure for the agents in `results` (traces `[S, T]`)."""
+    """Write the four-panel figure for the algorithms in `results` (traces `[S, T]`)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     bandit = DEFAULT_BANDIT
-    fig, axes = plt.subplots(3, 1, figsize=(7.0, 8.0), sharex=True)
+    fig, axes = plt.subplots(4, 1, figsize=(7.5, 10.5), sharex=True)
     panels = [
         ("return", "expected return $E_\\pi[r]$"),
-        ("multiplier", "multiplier $\\lambda$"),
-        ("violation", "violation $\\max(0, E_\\pi[c] - h)$"),
+        ("cost", "expected cost $E_\\pi[c]$"),
+        ("fast_mass", "mass on the fast lane"),
+        ("multiplier", "multiplier $\\lambda$ (RCRL: mean $\\lambda(s)$)"),
     ]
-    for agent, traces in results.items():
-        label, color = AGENTS[agent]
+    for algo, traces in results.items():
+        label, color = STYLE.get(algo, (algo, None))
         updates = (np.arange(traces["return"].shape[1]) + 1) * run.updates_per_iteration
         for ax, (key, _) in zip(axes, panels, strict=True):
             values = smooth(traces[key], window)
             mean, std = values.mean(0), values.std(0)
-            ax.plot(updates / 1e3, mean, color=color, label=label, lw=1.6)
-            ax.fill_between(updates / 1e3, mean - std, mean + std, color=color, alpha=0.2, lw=0)
+            ax.plot(updates / 1e3, mean, color=color, label=label, lw=1.4)
+            ax.fill_between(updates / 1e3, mean - std, mean + std, color=color, alpha=0.15, lw=0)
     v_star = bandit.constrained_optimum().value
+    unimodal = bandit.deterministic_optimum().value
     algd_fixed = bandit.boltzmann_optimum(1.0, "augmented").value
     axes[0].axhline(v_star, color="k", ls="--", lw=1, label=f"constrained optimum $V^*$={v_star:g}")
     axes[0].axhline(
-        algd_fixed,
-        color="k",
-        ls=":",
-        lw=1,
-        label=f"Boltzmann fixed point ($\\beta$=1) {algd_fixed:.2f}",
+        unimodal, color="k", ls="-.", lw=1, label=f"best feasible tanh-Gaussian {unimodal:g}"
     )
-    axes[0].axhline(bandit.fast_reward, color="grey", ls="-.", lw=1, label="unconstrained (cost 4)")
+    axes[0].axhline(
+        algd_fixed, color="grey", ls=":", lw=1, label=f"ALGD Boltzmann fixed point {algd_fixed:.2f}"
+    )
+    axes[0].set_ylim(0.0, 12.5)
+    axes[1].axhline(bandit.budget, color="k", ls="--", lw=1, label=f"budget h = {bandit.budget:g}")
+    axes[1].set_ylim(0.0, 2.5)
+    optimum_mass = bandit.constrained_optimum().fast_lane_mass
+    axes[2].axhline(optimum_mass, color="k", ls="--", lw=1, label=f"$V^*$'s mass {optimum_mass:g}")
     for ax, (_, ylabel) in zip(axes, panels, strict=True):
-        ax.set_ylabel(ylabel)
+        ax.set_ylabel(ylabel, fontsize=8)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7, loc="lower right")
+    axes[0].legend(fontsize=6.5, loc="lower right", ncol=2)
+    axes[1].legend(fontsize=7, loc="upper right")
+    axes[2].legend(fontsize=7, loc="upper right")
     axes[-1].set_xlabel("updates per seed (thousands)")
     seeds = next(iter(results.values()))["return"].shape[0]
     fig.suptitle(
@@ -117,33 +199,49 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="experiments.toy_figure", description=__doc__.split("\n")[0]
     )
-    parser.add_argument("--out", type=Path, default=Path("docs/figures/toy_algd_vs_lgd.png"))
-    parser.add_argument("--seeds", type=int, default=5, help="seeds 0..n-1 for each agent")
-    parser.add_argument("--iterations", type=int, default=1000, help="T, 4 updates each")
+    choices = off_policy_algorithms()
+    parser.add_argument(
+        "--algos",
+        nargs="+",
+        choices=choices,
+        default=choices,
+        help="algorithms to train and draw (default: every registered off-policy one)",
+    )
+    parser.add_argument("--out", type=Path, default=Path("docs/results/toy_bandit_all.png"))
+    parser.add_argument("--seeds", type=int, default=5, help="seeds 0..n-1 for each algorithm")
+    parser.add_argument("--iterations", type=int, default=800, help="T, 4 updates each")
     parser.add_argument("--window", type=int, default=10, help="moving-average window")
     args = parser.parse_args(argv)
+    if args.seeds < 1 or args.iterations < 4 or args.window < 1:
+        parser.error("--seeds and --window must be >= 1 and --iterations >= 4")
 
     run = BanditRun(iterations=args.iterations)
     seeds = list(range(args.seeds))
+    bandit = DEFAULT_BANDIT
     results: dict[str, dict[str, np.ndarray]] = {}
     summary: dict[str, Any] = {
-        "task": "ToyTwoModeBandit",
+        "task": TASK_NAME,
         "seeds": seeds,
         "run": run.__dict__,
-        "constrained_optimum": DEFAULT_BANDIT.constrained_optimum()._asdict(),
-        "algd_boltzmann_fixed_point": DEFAULT_BANDIT.boltzmann_optimum(1.0, "augmented")._asdict(),
-        "lgd_boltzmann_fixed_point": DEFAULT_BANDIT.boltzmann_optimum(1.0, "lagrangian")._asdict(),
+        "constrained_optimum": bandit.constrained_optimum()._asdict(),
+        "best_feasible_tanh_gaussian_return": bandit.deterministic_optimum().value,
+        "algd_boltzmann_fixed_point": bandit.boltzmann_optimum(1.0, "augmented")._asdict(),
+        "lgd_boltzmann_fixed_point": bandit.boltzmann_optimum(1.0, "lagrangian")._asdict(),
     }
-    for agent in AGENTS:
+    for algo in dict.fromkeys(args.algos):
         start = time.perf_counter()
-        config = bandit_agent_config(agent)
-        _, results[agent] = train_bandit(config, seeds, run)
-        summary[agent] = summarise(results[agent]) | {"config": config.to_dict()}
-        print(f"{agent}: {time.perf_counter() - start:.1f} s")
-        for key in ("return_mean", "cost_mean", "multiplier_mean", "multiplier_var"):
-            print(f"  last quarter {key}: {np.round(summary[agent][key], 4).tolist()}")
+        config = toy_config(algo)
+        _, results[algo] = train_bandit(config, seeds, run, algo=algo)
+        seconds = time.perf_counter() - start
+        as_dict = config.to_dict() if hasattr(config, "to_dict") else config.__dict__
+        stats = summarise(results[algo], args.window, run.updates_per_iteration)
+        summary[algo] = stats | {"config": as_dict, "seconds": round(seconds)}
+        print(f"{algo}: {seconds:.1f} s")
+        print(f"  feasible (moving average) from update: {stats['feasible_from_update']}")
+        for key in ("return_median", "cost_mean", "fast_lane_mass_mean", "multiplier_mean"):
+            print(f"  last quarter {key}: {np.round(summary[algo][key], 4).tolist()}")
     plot(results, run, args.out, args.window)
-    args.out.with_suffix(".json").write_text(json.dumps(summary, indent=2) + "\n")
+    args.out.with_suffix(".json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     print(f"wrote {args.out} and {args.out.with_suffix('.json')}")
     return 0
 

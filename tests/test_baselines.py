@@ -15,9 +15,27 @@ import pytest
 from algd_jax import multipliers, sac
 from algd_jax.algorithms import LoopInfo, cal, get_algorithm, rcrl, sac_auglag, sac_lag, window_mean
 from algd_jax.envs import get_task
+from algd_jax.programs import fused
 from algd_jax.train_config import RunError, parse_command_line
+from benchmarks.common import make_batch
 
 # ----------------------------------------------------------------------------- SAC core
+
+
+def _info(
+    costs: list[float], count: int, epoch: int, env_step: int = 0, total_updates: int = 100
+) -> LoopInfo:
+    window = jnp.asarray(costs, jnp.float32)
+    return LoopInfo(
+        env_step=jnp.asarray(env_step, jnp.int32),
+        epoch=jnp.asarray(epoch, jnp.int32),
+        update_step=jnp.asarray(0, jnp.int32),
+        total_updates=jnp.asarray(total_updates, jnp.int32),
+        episode_costs=window,
+        episode_discounted_costs=window * 0.5,
+        episode_returns=jnp.zeros_like(window),
+        episode_count=jnp.asarray(count, jnp.int32),
+    )
 
 
 def test_tanh_gaussian_log_prob_is_the_change_of_variables() -> None:
@@ -103,6 +121,61 @@ def test_cal_max_subset_target_takes_the_max_of_drawn_members() -> None:
     np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-6)
 
 
+def _cal_rule(steps: int, updates: int, cap: int, epoch: int = 1000) -> list[bool]:
+    """CAL's `main.py` guard, in plain Python: at env step t (counted from the first
+    updating step) the U updates run unless the epoch's updates so far exceed cap * t."""
+    done, applied = 0, []
+    for t in range(steps):
+        done = 0 if t % epoch == 0 else done
+        run = not done > cap * t
+        applied.append(run)
+        done += updates if run else 0
+    return applied
+
+
+def test_cal_update_cap_follows_cal_s_first_epoch_guard() -> None:
+    """U = 10, cap 5: CAL updates on every other step of its first epoch (t = 0, 2, 4 ...,
+    so about 5 updates per step), which `observe` + `update` reproduce from the loop's
+    env step and epoch; a new epoch resets the count, and the cap unset never skips."""
+    spec = get_task("HalfCheetahVelocity")
+    algo = get_algorithm("cal")
+    config = algo.resolve(algo.default_config(critic_hidden=8, actor_hidden=8, ensemble_size=2),
+                          spec)  # fmt: skip
+    assert config.max_updates_per_step == 5
+    many = jax.jit(fused(algo.update))
+    observe = jax.jit(algo.observe)
+    rng = np.random.default_rng(0)
+    batch = make_batch(rng, 8, (10,))
+
+    def run(config, calls):
+        state = algo.init(config, spec, jax.random.key(0))
+        applied = []
+        for env_step, epoch in calls:
+            state = observe(state, _info([], 0, epoch, env_step=env_step))
+            before = int(state.step)
+            state, metrics = many(state, batch)
+            ran = int(state.step) - before
+            assert ran in (0, 10)
+            np.testing.assert_array_equal(np.asarray(metrics["update_applied"]), float(ran > 0))
+            applied.append(ran > 0)
+        return applied, state
+
+    first = 5000  # the loop's first updating env step (after --initial-steps)
+    calls = [(first + t, 5) for t in range(8)]
+    applied, state = run(config, calls)
+    assert applied == _cal_rule(8, 10, 5) == [True, False] * 4
+    assert int(state.step) == 40
+    # a new epoch at t = 8 starts its count at 0: 40 updates were the old epoch's
+    applied, _ = run(config, [*calls, (first + 8, 6), (first + 9, 6)])
+    assert applied[8:] == [True, True]
+    applied, _ = run(dataclasses.replace(config, max_updates_per_step=None), calls)
+    assert all(applied)
+    # U = 10 skips only in the first 1000-step epoch, U = 20 (CAL's HalfCheetah) in three
+    for updates, epochs in ((10, 1), (20, 3)):
+        rule = np.reshape(_cal_rule(5000, updates, 5), (5, 1000))
+        assert [not all(row) for row in rule] == [e < epochs for e in range(5)]
+
+
 # ----------------------------------------------------------------------------- SAC-AugLag
 
 
@@ -131,20 +204,6 @@ def test_window_mean_over_the_filled_part() -> None:
     assert float(window_mean(values, jnp.asarray(10))) == pytest.approx(2.5)
     assert float(window_mean(values, jnp.asarray(0))) == 0.0
     assert float(window_mean(jnp.zeros((0,)), jnp.asarray(5))) == 0.0
-
-
-def _info(costs: list[float], count: int, epoch: int) -> LoopInfo:
-    window = jnp.asarray(costs, jnp.float32)
-    return LoopInfo(
-        env_step=jnp.asarray(0, jnp.int32),
-        epoch=jnp.asarray(epoch, jnp.int32),
-        update_step=jnp.asarray(0, jnp.int32),
-        total_updates=jnp.asarray(100, jnp.int32),
-        episode_costs=window,
-        episode_discounted_costs=window * 0.5,
-        episode_returns=jnp.zeros_like(window),
-        episode_count=jnp.asarray(count, jnp.int32),
-    )
 
 
 def test_sac_lag_omnisafe_rule_on_a_hand_made_sequence_of_episode_costs() -> None:
@@ -197,6 +256,99 @@ def test_sac_lag_observe_uses_the_judged_episode_cost() -> None:
     assert algo.episode_window(config) == 10 and algo.warmup_acting(config) == "uniform"
 
 
+def test_cost_normalizer_is_the_running_mean_and_std_of_every_batch() -> None:
+    """Three batches pushed one by one give the mean and the ddof-1 standard deviation of
+    all their values; standardised values are clipped at 5; one value alone passes raw."""
+    rng = np.random.default_rng(1)
+    batches = [rng.uniform(0, 3, 16).astype(np.float32) for _ in range(3)]
+    stats = sac_lag.empty_normalizer()
+    for b in batches:
+        stats = sac_lag.normalizer_push(stats, jnp.asarray(b))
+    values = np.concatenate(batches)
+    assert float(stats["count"]) == 48
+    assert float(stats["mean"]) == pytest.approx(values.mean(), rel=1e-5)
+    assert float(sac_lag.normalizer_std(stats)) == pytest.approx(values.std(ddof=1), rel=1e-4)
+    # [0, 0, 0, 0, 10]: mean 2, std sqrt(80 / 4) = 4.472; 10 -> 1.789, 0 -> -0.447
+    small = sac_lag.normalizer_push(sac_lag.empty_normalizer(), jnp.array([0.0, 0, 0, 0, 10]))
+    got = sac_lag.normalize_costs(small, jnp.array([0.0, 10.0, 100.0]), 5.0)
+    np.testing.assert_allclose(np.asarray(got), [-2 / np.sqrt(20), 8 / np.sqrt(20), 5.0],
+                               rtol=1e-5)  # fmt: skip
+    one = sac_lag.normalizer_push(sac_lag.empty_normalizer(), jnp.array([3.0]))
+    assert float(sac_lag.normalize_costs(one, jnp.array([3.0]), 5.0)[0]) == 3.0
+    # the standard deviation has OmniSafe's floor 0.01
+    flat = sac_lag.normalizer_push(sac_lag.empty_normalizer(), jnp.ones(4))
+    assert float(sac_lag.normalizer_std(flat)) == pytest.approx(0.01)
+
+
+def test_sac_lag_cost_normalization_feeds_the_critic_and_lives_in_the_state() -> None:
+    """With `--preset omnisafe` the cost critic's TD target is built on standardised costs:
+    on the first batch (statistics = that batch) the mean target drops by exactly the mean
+    raw cost (the bootstrap part is the same network at the same next actions); the
+    statistics are in the state, and the raw costs are untouched for everything else."""
+    spec = get_task("HalfCheetahVelocity")
+    algo = get_algorithm("sac-lag")
+    base = dataclasses.replace(algo.preset_config("omnisafe"), critic_hidden=8, actor_hidden=8)
+    assert base.cost_normalize and base.cost_normalize_clip == 5.0
+    batch = make_batch(np.random.default_rng(2), 32)
+    raw_cost = np.asarray(batch.cost)
+    targets = {}
+    for on in (False, True):
+        config = algo.resolve(dataclasses.replace(base, cost_normalize=on), spec)
+        state = algo.init(config, spec, jax.random.key(0))
+        new, metrics = jax.jit(algo.update)(state, batch)
+        targets[on] = float(metrics["target_qc"])
+        if on:
+            stats = new.extra["cost_norm"]
+            assert float(stats["count"]) == 32
+            assert float(stats["mean"]) == pytest.approx(raw_cost.mean(), rel=1e-5)
+            assert float(metrics["cost_norm_std"]) == pytest.approx(raw_cost.std(ddof=1), rel=1e-4)
+        else:
+            assert float(new.extra["cost_norm"]["count"]) == 0  # off: never pushed
+    assert targets[False] - targets[True] == pytest.approx(raw_cost.mean(), rel=1e-4)
+
+
+def test_kaiming_uniform_is_pytorch_s_linear_init() -> None:
+    """OmniSafe's init: weights and biases U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (variance
+    1 / (3 fan_in)) in the actor (fan_in 17 = HalfCheetah's observation) and the critics
+    (fan_in 23 = observation + action); CAL's Xavier layers keep zero biases."""
+    spec = get_task("HalfCheetahVelocity")
+    algo = get_algorithm("sac-lag")
+    config = algo.resolve(algo.preset_config("omnisafe"), spec)
+    state = algo.init(config, spec, jax.random.key(0))
+    layers = [
+        (state.actor.params["params"]["hidden_0"], 17),
+        (state.actor.params["params"]["hidden_1"], 256),
+        (jax.tree.map(lambda x: x[0], state.critic.params["params"]["members"]["hidden_0"]), 23),
+        (
+            jax.tree.map(lambda x: x[0], state.cost_critic.params["params"]["members"]["hidden_1"]),
+            256,
+        ),
+    ]
+    for layer, fan_in in layers:
+        bound = 1 / np.sqrt(fan_in)
+        for name in ("kernel", "bias"):
+            w = np.asarray(layer[name])
+            assert np.abs(w).max() <= bound and np.abs(w).max() > 0.9 * bound, (name, fan_in)
+        kernel = np.asarray(layer["kernel"])
+        assert kernel.shape[0] == fan_in
+        assert kernel.var() == pytest.approx(bound**2 / 3, rel=0.1)
+    cal_state = get_algorithm("cal").init(
+        get_algorithm("cal").default_config(critic_hidden=8, actor_hidden=8), spec,
+        jax.random.key(0),
+    )  # fmt: skip
+    assert not np.any(np.asarray(cal_state.actor.params["params"]["hidden_0"]["bias"]))
+
+
+def test_omnisafe_preset_sets_the_cost_critic_like_the_reward_critic() -> None:
+    config = get_algorithm("sac-lag").preset_config("omnisafe")
+    assert (config.kernel_init, config.cost_kernel_init) == ("kaiming_uniform", "kaiming_uniform")
+    assert (config.activation, config.cost_activation) == ("relu", "relu")
+    assert config.ensemble_size == 1 and config.cost_normalize
+    default = get_algorithm("sac-lag").default_config()
+    assert (default.kernel_init, default.cost_activation) == ("xavier_uniform", "silu")
+    assert not default.cost_normalize
+
+
 # ----------------------------------------------------------------------------- RCRL
 
 
@@ -231,6 +383,51 @@ def test_rcrl_constraint_signal_and_cost_level() -> None:
     # one-step toy episodes: the level is h itself; episodic limits: C / T = 10 / 400
     assert rcrl.per_step_cost_level(get_task("ToyTwoModeBandit")) == pytest.approx(0.4)
     assert rcrl.per_step_cost_level(get_task("PointButton1")) == pytest.approx(10 / 400)
+
+
+def test_rcrl_learning_rates_decay_linearly_over_the_run() -> None:
+    """The official schedules: each rate from its start to its end value, linearly over
+    2e6 updates (or, unset, the run's planned updates that `observe` hands over), then
+    flat; the Adam step a critic takes at half the horizon has the size of the half-way
+    rate (Adam's first step moves a parameter by lr g / (|g| + eps) ~ lr)."""
+    config = rcrl.RCRLConfig()
+    assert config.lr_decay_updates == 2_000_000 and config.lr_schedule == "linear"
+
+    def rates(step: int, horizon: int) -> dict[str, float]:
+        got = rcrl.scheduled_rates(config, jnp.asarray(step), jnp.asarray(horizon))
+        return {k: float(v) for k, v in got.items()}
+
+    assert rates(0, 1000) == pytest.approx(
+        {"actor": 2e-5, "critic": 1e-4, "cost_critic": 1e-4, "multiplier": 6e-7, "alpha": 8e-5}
+    )
+    half = rates(500, 1000)
+    assert half["actor"] == pytest.approx((2e-5 + 1e-6) / 2, rel=1e-5)
+    assert half["multiplier"] == pytest.approx((6e-7 + 1e-7) / 2, rel=1e-5)
+    assert rates(5000, 1000)["alpha"] == pytest.approx(3e-6, rel=1e-5)  # flat after the end
+    assert rates(500, 0)["critic"] == pytest.approx(1e-4)  # horizon unknown: the start
+
+    spec = get_task("HalfCheetahVelocity")
+    algo = get_algorithm("rcrl")
+    small = {"critic_hidden": 8, "actor_hidden": 8, "multiplier_hidden": 8}
+    tiny = algo.resolve(algo.default_config(**small, lr_decay_updates=None), spec)
+    state = algo.init(tiny, spec, jax.random.key(0))
+    assert int(state.extra["lr_horizon"]) == 0
+    state = algo.observe(state, _info([], 0, 0, total_updates=1000))
+    assert int(state.extra["lr_horizon"]) == 1000
+    state = state.replace(step=jnp.asarray(500, jnp.int32))
+    batch = make_batch(np.random.default_rng(3), 32)
+    new, metrics = jax.jit(algo.update)(state, batch)
+    moved = jax.tree.map(lambda a, b: np.abs(np.asarray(a) - np.asarray(b)).max(),
+                         new.critic.params, state.critic.params)  # fmt: skip
+    assert max(jax.tree.leaves(moved)) == pytest.approx(half["critic"], rel=1e-3)
+    assert float(metrics["actor_lr"]) == pytest.approx(half["actor"], rel=1e-5)
+    # a fixed horizon is kept whatever the loop plans; constant rates ignore it
+    default = dataclasses.replace(tiny, lr_decay_updates=2_000_000)
+    state = algo.observe(algo.init(default, spec, jax.random.key(0)), _info([], 0, 0))
+    assert int(state.extra["lr_horizon"]) == 2_000_000
+    flat = dataclasses.replace(tiny, lr_schedule="constant")
+    _, metrics = jax.jit(algo.update)(algo.init(flat, spec, jax.random.key(0)), batch)
+    assert float(metrics["actor_lr"]) == pytest.approx(2e-5)
 
 
 # ----------------------------------------------------------------------------- presets, input
@@ -277,6 +474,15 @@ def test_cal_task_aware_preset_and_flags_win() -> None:
         (["--algo", "cal", "--mc-samples", "2"], "option of algd"),
         (["--algo", "sac-lag", "--ucb-k", "1"], "option of cal"),
         (["--algo", "algd", "--ucb-k", "1"], "option of cal"),
+        (["--algo", "algd", "--no-indicator"], "option of rcrl"),  # a boolean's --no- form
+        (["--algo", "cal", "--no-cost-normalize"], "option of sac-lag"),
+        (["--algo", "cal", "--ucb-k", "-0.5"], "--ucb-k -0.5"),
+        (["--algo", "sac-auglag", "--multiplier-lr", "0"], "--multiplier-lr 0.0"),
+        (["--algo", "sac-lag", "--ensemble-size", "0"], "--ensemble-size 0"),
+        (["--algo", "sac-lag", "--cost-normalize"], "--cost-normalize needs --lambda-driver"),
+        (["--algo", "rcrl", "--target-entropy", "nan"], "--target-entropy nan"),
+        (["--algo", "rcrl", "--lr-decay-updates", "0"], "--lr-decay-updates 0"),
+        (["--algo", "cal", "--max-updates-per-step", "0"], "--max-updates-per-step 0"),
     ],
 )
 def test_bad_baseline_input_is_one_line(args: list[str], needle: str) -> None:
@@ -284,6 +490,33 @@ def test_bad_baseline_input_is_one_line(args: list[str], needle: str) -> None:
         parse_command_line(args)
     message = str(err.value)
     assert needle in message and "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--algo", "cal", "--ensemble-size", "1"], "--ucb-k 0.5 needs"),
+        (["--algo", "sac-auglag", "--rho", "-1"], "--rho -1.0"),
+        (["--algo", "cal", "--convexity", "-2"], "--convexity -2.0"),
+        # HalfCheetah's box [-1, 1]^6: no distribution on it has more than 6 log 2 nats
+        (["--algo", "sac-lag", "--target-entropy", "4.2"], "(4.159 nats, the uniform"),
+        (["--algo", "rcrl", "--target-entropy", "10"], "alpha would grow without bound"),
+    ],
+)
+def test_bad_baseline_input_stops_before_anything_is_written(
+    args: list[str], needle: str, tmp_path, capsys
+) -> None:
+    """The whole command: exit status 2, one line on stderr, no run directory."""
+    from experiments.run import main
+
+    run_dir = tmp_path / "never"
+    code = main([*args, "--task", "HalfCheetahVelocity", "--run-dir", str(run_dir)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and needle in err and len(err.splitlines()) == 1, err
+    assert not run_dir.exists()
+    # a reachable target entropy is accepted: 6 log 2 - 0.01 nats
+    spec = get_task("HalfCheetahVelocity")
+    sac.check_target_entropy(6 * np.log(2) - 0.01, spec)
 
 
 # ----------------------------------------------------------------------------- toy optimum
@@ -315,10 +548,22 @@ def test_the_best_feasible_tanh_gaussian_on_the_toy_is_the_safe_peak() -> None:
     assert np.tanh(means[i]) == pytest.approx(bandit.safe_mode, abs=5e-3)
     assert log_stds[j] == log_stds[0]  # the narrowest policy searched
     assert bandit.constrained_optimum().value == pytest.approx(10.2)
+    # the sup over tanh-Gaussians is the best single feasible action (what the figure draws)
+    assert bandit.deterministic_optimum().value == TANH_GAUSSIAN_TOY_OPTIMUM
     # a policy spread over both lanes pays for the gap between them: every feasible one
     # with std >= 0.3 returns at most 9.6
     wide = np.exp(log_stds) >= 0.3
     assert best[:, wide].max() < 9.6
+
+
+def test_toy_figure_feasible_from_by_hand() -> None:
+    """The update count after which the (unsmoothed, window 1) cost stays within h = 0.4."""
+    from experiments.toy_figure import feasible_from
+
+    cost = np.array([[1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
+    assert feasible_from(cost, 0.4, 1, 4) == [8, 0, None]
+    # window 2: [1, 1, 0.5, 0] -> over until the third iteration
+    assert feasible_from(cost[:1], 0.4, 2, 4) == [12]
 
 
 def test_a_diverged_baseline_stops_like_algd(tmp_path, capsys) -> None:

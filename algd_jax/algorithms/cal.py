@@ -9,6 +9,11 @@ bound at the replay actions against h. Per update, in CAL's order: reward critic
 ensemble, actor (with the updated critics), temperature, multiplier, targets (every
 `target_update_every`-th update).
 
+CAL's training loop skips a step's U updates while the epoch's updates exceed
+`max_updates_per_step` (5) per env step since updates began, which gives about 5 updates per
+step in the first epoch. Here `observe` keeps those counters from the loop's information and
+flags a call to skip; `update` then leaves the state as it is (`update_applied` = 0).
+
 Registered as `cal`.
 """
 
@@ -22,11 +27,9 @@ import jax
 import jax.numpy as jnp
 
 from algd_jax import multipliers, sac
-from algd_jax.algorithms.base import ActionSpace, Algorithm, register, task_budget
+from algd_jax.algorithms.base import ActionSpace, Algorithm, LoopInfo, register, task_budget
 from algd_jax.critics import polyak, target_update_due
 from algd_jax.options import (
-    DISCOUNT,
-    FRACTION,
     NON_NEGATIVE,
     POSITIVE,
     POSITIVE_INT,
@@ -40,11 +43,12 @@ from algd_jax.types import Batch, Metrics
 
 
 @dataclass(frozen=True)
-class CALConfig:
-    """Hyper-parameters of CAL. Defaults: CAL's code (`ZifanWu/CAL`, `arguments.py` and
-    `agent/cal.py`), except the batch size the loop sets (256, as ALGD). The README's
-    per-task values (k, c, U, the max target) apply on its tasks (`--preset` of any name;
-    a flag wins)."""
+class CALConfig(sac.SACOptions):
+    """Hyper-parameters of CAL: the SAC core's options (`sac.SACOptions`: learning rates,
+    temperature, discounts, tau, widths, gradient clip; CAL's defaults) and CAL's own
+    below. Defaults: CAL's code (`ZifanWu/CAL`, `arguments.py` and `agent/cal.py`), except
+    the batch size the loop sets (256, as ALGD). The README's per-task values (k, c, U, the
+    max target) apply on its tasks (`--preset` of any name; a flag wins)."""
 
     ensemble_size: int = ranged(4, POSITIVE_INT)
     """M (CAL: E, `qc_ens_size`): cost critics. CAL's code: 4; its README: 8 on MuJoCo; the
@@ -67,34 +71,13 @@ class CALConfig:
     """lambda_0 (CAL `agent/cal.py`: log lambda starts at log 0.6931)."""
     multiplier_lr: float = ranged(3e-4, POSITIVE)
     """Adam learning rate of log lambda (CAL `--lr`: 3e-4)."""
-    actor_lr: float = ranged(3e-4, POSITIVE)
-    """CAL `--lr`: 3e-4."""
-    critic_lr: float = ranged(3e-4, POSITIVE)
-    """CAL `--lr`: 3e-4."""
-    cost_critic_lr: float = ranged(3e-4, POSITIVE)
-    """CAL `--qc_lr`: 3e-4."""
-    alpha_lr: float = ranged(3e-4, POSITIVE)
-    """Adam learning rate of log alpha (CAL `--lr`: 3e-4)."""
-    init_alpha: float = ranged(1.0, POSITIVE)
-    """alpha_0 (CAL: log alpha starts at 0; its `--alpha 0.2` is unused)."""
-    auto_alpha: bool = True
-    """Learn alpha toward the target entropy (CAL: always)."""
-    target_entropy: float | None = ranged(None, Range(allow_none=True))
-    """Target entropy in nats (unset: -dim(A), CAL's)."""
-    gamma: float = ranged(0.99, DISCOUNT)
-    """Reward discount (CAL `--gamma`: 0.99)."""
-    cost_gamma: float = ranged(0.99, DISCOUNT)
-    """Cost discount (CAL `--safety_gamma`: 0.99)."""
-    polyak: float = ranged(0.005, FRACTION)
-    """Target averaging rate tau (CAL `--tau`: 0.005)."""
-    target_update_every: int = ranged(2, POSITIVE_INT)
-    """Targets move on every k-th update (CAL `critic_target_update_frequency`: 2)."""
-    actor_hidden: int = ranged(256, POSITIVE_INT)
-    """Width of the actor's two hidden layers (CAL `--hidden_size`: 256)."""
-    critic_hidden: int = ranged(256, POSITIVE_INT)
-    """Width of every critic's two hidden layers (CAL `--hidden_size`: 256)."""
-    max_grad_norm: float | None = ranged(None, Range(low=0.0, low_open=True, allow_none=True))
-    """Clip each network's gradient to this global norm (CAL: none)."""
+    max_updates_per_step: int | None = ranged(5, Range(low=1, integer=True, allow_none=True))
+    """The first-epoch cap (CAL `--max_train_repeat_per_step`: 5, `main.py`
+    `train_policy_repeats`): a step's U updates are skipped while the updates applied since
+    the loop's epoch began exceed this many per env step since updates began; with U = 10
+    that is every other step of the first updating epoch, with U = 20 (HalfCheetah) the
+    first three. Needs the loop's information: the on-device loop gives none and never
+    caps. Unset: no cap."""
 
     def validate(self) -> CALConfig:
         """Raise `ValueError` with one line for an impossible combination."""
@@ -139,25 +122,80 @@ def max_subset_target(
     return cost + gamma * mask * jnp.max(qc_next[members], axis=0)
 
 
+def update_cap_skips(
+    applied_in_epoch: jax.Array, steps_since_start: jax.Array, cap: int | None
+) -> jax.Array:
+    """CAL's guard: skip this step's updates when the updates applied in the epoch so far
+    exceed `cap` per env step since updates began (`train_step > cap * total_step`); bool."""
+    if cap is None:
+        return jnp.zeros((), bool)
+    return applied_in_epoch > cap * steps_since_start
+
+
 # ----------------------------------------------------------------------------- learner
 
 
 def init(config: CALConfig, spec: ActionSpace, key: jax.Array) -> sac.SACState:
-    """A fresh CAL learner (see `sac.init_state`); lambda starts at `init_multiplier`."""
+    """A fresh CAL learner (see `sac.init_state`); lambda starts at `init_multiplier`.
+
+    `extra` holds the cap's counters (int32 `[]`: the env step of the first update call, -1
+    before it; the loop's epoch at the last call and the update count when it began), the
+    skip flag of the current call (bool `[]`) and the metrics of the last applied update
+    (what a skipped call reports)."""
     config.validate()
     multiplier = multipliers.create_multiplier(
         "adam",
         config.init_multiplier,
         multipliers.multiplier_tx("adam", config.multiplier_lr),
     )
-    return sac.init_state(config, spec, key, multiplier)
+    i32 = lambda v: jnp.asarray(v, jnp.int32)  # noqa: E731
+    extra = {
+        "first_env_step": i32(-1),
+        "epoch": i32(-1),
+        "epoch_start_update": i32(0),
+        "skip": jnp.zeros((), bool),
+        "last_metrics": {name: jnp.zeros((), jnp.float32) for name in METRIC_NAMES},
+    }
+    return sac.init_state(config, spec, key, multiplier, extra)
 
 
 act = sac.act
 
 
+def observe(state: sac.SACState, info: LoopInfo) -> sac.SACState:
+    """Before a call's U updates: CAL's update cap from the loop's env step and epoch."""
+    extra = state.extra
+    first = jnp.where(extra["first_env_step"] < 0, info.env_step, extra["first_env_step"])
+    new_epoch = info.epoch != extra["epoch"]
+    epoch_start = jnp.where(new_epoch, state.step, extra["epoch_start_update"])
+    skip = update_cap_skips(
+        state.step - epoch_start, info.env_step - first, state.config.max_updates_per_step
+    )
+    extra = {
+        **extra,
+        "first_env_step": first,
+        "epoch": jnp.asarray(info.epoch, jnp.int32),
+        "epoch_start_update": epoch_start,
+        "skip": skip,
+    }
+    return state.replace(extra=extra)
+
+
 def update(state: sac.SACState, batch: Batch) -> tuple[sac.SACState, Metrics]:
-    """One CAL update on a `Batch` of `[B, ...]` float32 leaves; scalar metrics."""
+    """One CAL update on a `Batch` of `[B, ...]` float32 leaves; scalar metrics. A call that
+    `observe` flagged (the update cap) returns the state unchanged and the last applied
+    update's metrics, with `update_applied` 0."""
+    if state.config.max_updates_per_step is None:
+        return _update(state, batch)
+
+    def skipped(state: sac.SACState, batch: Batch) -> tuple[sac.SACState, Metrics]:
+        del batch
+        return state, {**state.extra["last_metrics"], "update_applied": jnp.zeros(())}
+
+    return jax.lax.cond(state.extra["skip"], skipped, _update, state, batch)
+
+
+def _update(state: sac.SACState, batch: Batch) -> tuple[sac.SACState, Metrics]:
     config = state.config
     state, noise = sac.split_noise(state, batch)
     key, subset_key = jax.random.split(state.key)
@@ -217,6 +255,7 @@ def update(state: sac.SACState, batch: Batch) -> tuple[sac.SACState, Metrics]:
 
     # (6) targets
     due = target_update_due(state.step, config.target_update_every)
+    metrics = {name: metrics[name] for name in METRIC_NAMES}
     new_state = state.replace(
         actor=actor,
         critic=polyak(critic, config.polyak, due),
@@ -224,8 +263,9 @@ def update(state: sac.SACState, batch: Batch) -> tuple[sac.SACState, Metrics]:
         alpha=alpha_state,
         multiplier=multiplier,
         step=state.step + 1,
+        extra={**state.extra, "last_metrics": metrics},
     )
-    return new_state, metrics
+    return new_state, {**metrics, "update_applied": jnp.ones(())}
 
 
 # ----------------------------------------------------------------------------- registry
@@ -247,12 +287,15 @@ METRIC_NAMES = tuple(
 
 
 def metric_names(config: CALConfig) -> tuple[str, ...]:
-    """Names of the scalar metrics `update` reports (sorted)."""
-    return METRIC_NAMES
+    """Names of the scalar metrics `update` reports (sorted). `update_applied` is 1, or 0 for
+    an update the cap skipped (its other metrics then repeat the last applied update's)."""
+    return tuple(sorted((*METRIC_NAMES, "update_applied")))
 
 
 def resolve(config: CALConfig, spec: Any) -> CALConfig:
-    """`config` with the task's critic budget h (for the config's cost discount)."""
+    """`config` with the task's critic budget h (for the config's cost discount). A target
+    entropy no policy on the task's action box reaches is refused (`ValueError`, one line)."""
+    sac.check_target_entropy(config.target_entropy, spec)
     return dataclasses.replace(config, cost_budget=task_budget(spec, config.cost_gamma))
 
 
@@ -270,9 +313,8 @@ def task_preset(preset: str, spec: Any) -> dict[str, Any]:
     return dict(README_OVERRIDES.get(spec.name, {}))
 
 
-#: The ALGD paper's comparison (Appendix F.5, Table 4): M = 6, batch 256, U = 10.
-PAPER_VALUES = {"ensemble_size": 6}
-PAPER_LOOP = {"batch_size": 256, "updates_per_step": 10}
+#: `--preset paper`: the ALGD paper's comparison (`sac.PAPER_VALUES`, `sac.PAPER_LOOP`).
+PAPER_VALUES, PAPER_LOOP = sac.PAPER_VALUES, sac.PAPER_LOOP
 
 register(
     Algorithm(
@@ -289,5 +331,6 @@ register(
         presets={"paper": PAPER_VALUES},
         loop_presets={"paper": PAPER_LOOP},
         task_preset=task_preset,
+        observe=observe,
     )
 )

@@ -14,6 +14,10 @@ by state. Actor: `mean[alpha log pi - min Q] + mean[sg(lambda(s)) Q_h(s, a_pi)]`
 `mean[lambda(s) sg(clip(Q_h(s, a_pi), -10, 100))]` every `multiplier_interval`-th update.
 M feasibility heads, each with its own target, aggregated by the mean.
 
+Every learning rate decays linearly to its end value (the official `PolynomialDecay`s) over
+`lr_decay_updates` updates (official: 2e6), or, unset, over the run's planned updates, which
+the loop hands over through `observe`.
+
 Registered as `rcrl`. Its multiplier is a function of the state, so it is logged as
 `multiplier_state_mean` (the batch mean of lambda(s)), and its constraint value as
 `feasibility_value` (the batch mean of Q_h(s, a_pi); <= 0 is feasible), not as `multiplier`
@@ -25,7 +29,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, Literal
 
 import flax.linen as nn
 import jax
@@ -34,8 +38,9 @@ import optax
 from flax.training.train_state import TrainState
 
 from algd_jax import sac
-from algd_jax.algorithms.base import ActionSpace, Algorithm, register
+from algd_jax.algorithms.base import ActionSpace, Algorithm, LoopInfo, register
 from algd_jax.critics import polyak, target_update_due
+from algd_jax.networks import ACTIVATIONS, KERNEL_INITS
 from algd_jax.options import (
     DISCOUNT,
     FINITE,
@@ -58,8 +63,8 @@ class RCRLConfig:
     (`mahaitongdae/Reachability_Constrained_RL`, `train_scripts/train_script.py`,
     `learners/sac.py`, `policy.py`), except gamma_h = 0.99 (the JAX ports'; official 1.0)
     and h(s) = c(s) - c_bar without the sign indicator (official: 20 sign(h)), so that the
-    constraint is the task's own; the learning rates are the official initial values (their
-    polynomial decays are not applied)."""
+    constraint is the task's own. The learning rates start at the official values and decay
+    linearly to the official end values over the run."""
 
     ensemble_size: int = ranged(1, POSITIVE_INT)
     """M: feasibility heads, each with its own target, averaged (official: 1; the ALGD
@@ -92,6 +97,30 @@ class RCRLConfig:
     """Adam learning rate of the lambda(s) network (official: 6e-7, decaying to 1e-7)."""
     alpha_lr: float = ranged(8e-5, POSITIVE)
     """Adam learning rate of log alpha (official: 8e-5, decaying to 3e-6)."""
+    lr_schedule: Literal["linear", "constant"] = "linear"
+    """`linear`: every learning rate moves linearly from its value above to its `*_lr_end`
+    over `lr_decay_updates` updates, then stays there (official: TensorFlow's
+    `PolynomialDecay`, power 1, `train_script.py` `*_lr_schedule`, `policy.py`); `constant`:
+    the values above throughout."""
+    lr_decay_updates: int | None = ranged(2_000_000, Range(low=1, integer=True, allow_none=True))
+    """Updates over which the rates decay (official: its run's `max_iter`, 2e6 learner
+    iterations; each official schedule counts its own optimiser's steps, the policy's and
+    alpha's max_iter / 4, lambda's max_iter / 12, the same fraction of the run; 2e6 is also
+    the ALGD paper's MuJoCo run, 200k env steps at U = 10). Unset: the run's planned
+    updates (the loop's `total_updates`, handed over by `observe`); a run whose
+    `--total-steps` a resume raises then decays otherwise than one planned that long from
+    the start, and the on-device loop, which gives no loop information, keeps the start
+    values."""
+    actor_lr_end: float = ranged(1e-6, POSITIVE)
+    """End of the policy's decay (official: 1e-6)."""
+    critic_lr_end: float = ranged(1e-6, POSITIVE)
+    """End of the value networks' decay (official: 1e-6)."""
+    cost_critic_lr_end: float = ranged(1e-6, POSITIVE)
+    """End of the feasibility critic's decay (official cost value: 1e-6)."""
+    multiplier_lr_end: float = ranged(1e-7, POSITIVE)
+    """End of the lambda(s) network's decay (official: 1e-7)."""
+    alpha_lr_end: float = ranged(3e-6, POSITIVE)
+    """End of log alpha's decay (official: 3e-6)."""
     init_alpha: float = ranged(1.0, POSITIVE)
     """alpha_0 (official: log alpha starts at 0)."""
     auto_alpha: bool = True
@@ -140,13 +169,17 @@ class RCRLConfig:
                 f"--log-std-min ({self.log_std_min}) must be smaller than --log-std-max "
                 f"({self.log_std_max})"
             )
+        if self.lr_schedule not in ("linear", "constant"):
+            raise ValueError(f"--lr-schedule must be linear or constant, got {self.lr_schedule!r}")
         for name in ("activation", "cost_activation"):
-            if getattr(self, name) not in ("relu", "elu", "silu"):
-                raise ValueError(f"--{name.replace('_', '-')} must be relu, elu or silu")
-        for name in ("kernel_init", "cost_kernel_init"):
-            if getattr(self, name) not in ("he_normal", "xavier_uniform", "scaled_normal"):
+            if getattr(self, name) not in ACTIVATIONS:
                 raise ValueError(
-                    f"--{name.replace('_', '-')} must be he_normal, xavier_uniform or scaled_normal"
+                    f"--{name.replace('_', '-')} must be one of {', '.join(ACTIVATIONS)}"
+                )
+        for name in ("kernel_init", "cost_kernel_init"):
+            if getattr(self, name) not in KERNEL_INITS:
+                raise ValueError(
+                    f"--{name.replace('_', '-')} must be one of {', '.join(KERNEL_INITS)}"
                 )
         return self
 
@@ -195,17 +228,38 @@ def feasibility_target(
 
 @lru_cache(maxsize=64)
 def _multiplier_parts(config: RCRLConfig) -> tuple[StateMultiplier, optax.GradientTransformation]:
-    tx = optax.chain(
-        optax.clip_by_global_norm(config.multiplier_grad_norm), optax.adam(config.multiplier_lr)
-    )
+    scheduled = config.lr_schedule != "constant"
+    tx = sac.adam(config.multiplier_lr, config.multiplier_grad_norm, scheduled)
     return StateMultiplier(config.multiplier_hidden), tx
+
+
+def scheduled_rates(config: RCRLConfig, step: jax.Array, horizon: jax.Array) -> dict[str, Any]:
+    """The learning rate of each network at update `step` (`[]` each): linear from the
+    start value to the end value over `horizon` updates (start values while it is 0)."""
+    names = ("actor", "critic", "cost_critic", "multiplier", "alpha")
+    return {
+        name: sac.linear_decay(
+            getattr(config, f"{name}_lr"), getattr(config, f"{name}_lr_end"), step, horizon
+        )
+        for name in names
+    }
+
+
+def _with_rates(state: sac.SACState) -> sac.SACState:
+    """The state whose optimisers use this update's scheduled learning rates."""
+    rates = scheduled_rates(state.config, state.step, state.extra["lr_horizon"])
+    return state.replace(
+        **{name: sac.set_learning_rate(getattr(state, name), rate) for name, rate in rates.items()}
+    )
 
 
 # ----------------------------------------------------------------------------- learner
 
 
 def init(config: RCRLConfig, spec: ActionSpace, key: jax.Array) -> sac.SACState:
-    """A fresh RCRL learner: the SAC core plus the lambda(s) network."""
+    """A fresh RCRL learner: the SAC core plus the lambda(s) network. `extra["lr_horizon"]`
+    (int32 `[]`): the decay's horizon in updates (`lr_decay_updates`, or 0 until `observe`
+    hands over the run's planned updates)."""
     config.validate()
     key, k_lam = jax.random.split(key)
     net, tx = _multiplier_parts(config)
@@ -213,15 +267,26 @@ def init(config: RCRLConfig, spec: ActionSpace, key: jax.Array) -> sac.SACState:
     multiplier = TrainState.create(apply_fn=net.apply, params=params, tx=tx).replace(
         step=jnp.zeros((), jnp.int32)
     )
-    return sac.init_state(config, spec, key, multiplier)
+    extra = {"lr_horizon": jnp.asarray(config.lr_decay_updates or 0, jnp.int32)}
+    return sac.init_state(config, spec, key, multiplier, extra)
 
 
 act = sac.act
 
 
+def observe(state: sac.SACState, info: LoopInfo) -> sac.SACState:
+    """The decay's horizon: the run's planned updates, unless `lr_decay_updates` is set."""
+    if state.config.lr_decay_updates is not None:
+        return state
+    horizon = jnp.asarray(info.total_updates, jnp.int32)
+    return state.replace(extra={**state.extra, "lr_horizon": horizon})
+
+
 def update(state: sac.SACState, batch: Batch) -> tuple[sac.SACState, Metrics]:
     """One RCRL update on a `Batch` of `[B, ...]` float32 leaves; scalar metrics."""
     config = state.config
+    if config.lr_schedule != "constant":
+        state = _with_rates(state)
     state, noise = sac.split_noise(state, batch)
 
     next_action, next_log_prob = sac.policy_sample(
@@ -276,6 +341,11 @@ def update(state: sac.SACState, batch: Batch) -> tuple[sac.SACState, Metrics]:
             "multiplier_state_max": jnp.max(lam_s),
             "feasibility_value": jnp.mean(qh_pi),
             "feasible_fraction": jnp.mean((qh_pi <= 0).astype(jnp.float32)),
+            "actor_lr": (
+                state.actor.opt_state.hyperparams["learning_rate"]
+                if config.lr_schedule != "constant"
+                else jnp.asarray(config.actor_lr, jnp.float32)
+            ),
         }
     )
 
@@ -296,6 +366,7 @@ METRIC_NAMES = tuple(
     sorted(
         (
             "actor_loss",
+            "actor_lr",
             "actor_q",
             "alpha",
             "alpha_loss",
@@ -335,13 +406,14 @@ def per_step_cost_level(spec: Any) -> float:
 
 
 def resolve(config: RCRLConfig, spec: Any) -> RCRLConfig:
-    """`config` with the task's per-step cost level c_bar."""
+    """`config` with the task's per-step cost level c_bar. A target
+    entropy no policy on the task's action box reaches is refused (`ValueError`, one line)."""
+    sac.check_target_entropy(config.target_entropy, spec)
     return dataclasses.replace(config, cost_level=per_step_cost_level(spec))
 
 
-#: The ALGD paper's comparison (Appendix F.5, Table 4): M = 6, batch 256, U = 10.
-PAPER_VALUES = {"ensemble_size": 6}
-PAPER_LOOP = {"batch_size": 256, "updates_per_step": 10}
+#: `--preset paper`: the ALGD paper's comparison (`sac.PAPER_VALUES`, `sac.PAPER_LOOP`).
+PAPER_VALUES, PAPER_LOOP = sac.PAPER_VALUES, sac.PAPER_LOOP
 
 register(
     Algorithm(
@@ -357,5 +429,6 @@ register(
         task_fields=("cost_level",),
         presets={"paper": PAPER_VALUES},
         loop_presets={"paper": PAPER_LOOP},
+        observe=observe,
     )
 )

@@ -29,11 +29,8 @@ from algd_jax import multipliers, sac
 from algd_jax.algorithms.base import ActionSpace, Algorithm, register, task_budget
 from algd_jax.critics import polyak, target_update_due
 from algd_jax.options import (
-    DISCOUNT,
-    FRACTION,
     POSITIVE,
     POSITIVE_INT,
-    Range,
     check_ranges,
     ranged,
 )
@@ -43,10 +40,11 @@ from algd_jax.types import Batch, Metrics
 
 
 @dataclass(frozen=True)
-class SACAugLagConfig:
-    """Hyper-parameters of SAC-AugLag. Defaults: the ALGD paper's L_A with rho = 1 (Table 4)
-    and ALGD's dual step and learning rate (its released code); the SAC parts as CAL's code
-    (`ZifanWu/CAL`, the harness the paper's baselines share)."""
+class SACAugLagConfig(sac.SACOptions):
+    """Hyper-parameters of SAC-AugLag: the SAC core's options (`sac.SACOptions`, CAL's
+    defaults: the harness the paper's baselines share) and these. Defaults: the ALGD
+    paper's L_A with rho = 1 (Table 4) and ALGD's dual step and learning rate (its released
+    code)."""
 
     ensemble_size: int = ranged(6, POSITIVE_INT)
     """M: cost critics, averaged in the penalty (the ALGD paper's comparison, Appendix
@@ -62,34 +60,6 @@ class SACAugLagConfig:
     """lambda_0 (ALGD's code: 0.6931)."""
     multiplier_lr: float = ranged(3e-4, POSITIVE)
     """Learning rate of the dual step (ALGD's code: 3e-4)."""
-    actor_lr: float = ranged(3e-4, POSITIVE)
-    """CAL `--lr`: 3e-4."""
-    critic_lr: float = ranged(3e-4, POSITIVE)
-    """CAL `--lr`: 3e-4."""
-    cost_critic_lr: float = ranged(3e-4, POSITIVE)
-    """CAL `--qc_lr`: 3e-4."""
-    alpha_lr: float = ranged(3e-4, POSITIVE)
-    """Adam learning rate of log alpha (CAL: 3e-4)."""
-    init_alpha: float = ranged(1.0, POSITIVE)
-    """alpha_0 (CAL: 1)."""
-    auto_alpha: bool = True
-    """Learn alpha toward the target entropy (CAL: always)."""
-    target_entropy: float | None = ranged(None, Range(allow_none=True))
-    """Target entropy in nats (unset: -dim(A), CAL's)."""
-    gamma: float = ranged(0.99, DISCOUNT)
-    """Reward discount (CAL, ALGD: 0.99)."""
-    cost_gamma: float = ranged(0.99, DISCOUNT)
-    """Cost discount (CAL, ALGD: 0.99)."""
-    polyak: float = ranged(0.005, FRACTION)
-    """Target averaging rate tau (CAL, ALGD: 0.005)."""
-    target_update_every: int = ranged(2, POSITIVE_INT)
-    """Targets move on every k-th update (CAL's code: 2)."""
-    actor_hidden: int = ranged(256, POSITIVE_INT)
-    """Width of the actor's hidden layers (CAL: 256)."""
-    critic_hidden: int = ranged(256, POSITIVE_INT)
-    """Width of every critic's hidden layers (CAL, ALGD: 256)."""
-    max_grad_norm: float | None = ranged(None, Range(low=0.0, low_open=True, allow_none=True))
-    """Clip each network's gradient to this global norm (default: none)."""
 
     def validate(self) -> SACAugLagConfig:
         """Raise `ValueError` with one line for an impossible value."""
@@ -216,13 +186,14 @@ def metric_names(config: SACAugLagConfig) -> tuple[str, ...]:
 
 
 def resolve(config: SACAugLagConfig, spec: Any) -> SACAugLagConfig:
-    """`config` with the task's critic budget h (for the config's cost discount)."""
+    """`config` with the task's critic budget h (for the config's cost discount). A target
+    entropy no policy on the task's action box reaches is refused (`ValueError`, one line)."""
+    sac.check_target_entropy(config.target_entropy, spec)
     return dataclasses.replace(config, cost_budget=task_budget(spec, config.cost_gamma))
 
 
-#: The ALGD paper's comparison (Appendix F.5, Table 4): M = 6, batch 256, U = 10.
-PAPER_VALUES = {"ensemble_size": 6}
-PAPER_LOOP = {"batch_size": 256, "updates_per_step": 10}
+#: `--preset paper`: the ALGD paper's comparison (`sac.PAPER_VALUES`, `sac.PAPER_LOOP`).
+PAPER_VALUES, PAPER_LOOP = sac.PAPER_VALUES, sac.PAPER_LOOP
 
 register(
     Algorithm(

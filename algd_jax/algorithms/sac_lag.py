@@ -12,7 +12,10 @@ default). Two drivers of lambda (`--lambda-driver`):
   of the last W finished episodes' costs against the task's limit (the judged cost:
   discounted against h on the speed tasks, undiscounted against C elsewhere), one step per
   env step once `warmup_epochs` epochs are done. The loop hands the episode window over
-  (`observe`); `--preset omnisafe` sets all of OmniSafe's values.
+  (`observe`); `--preset omnisafe` sets all of OmniSafe's values, among them its cost
+  normalisation (the costs the cost critic learns from, standardised by running
+  statistics kept in the state and clipped at 5; the episode costs that drive lambda and
+  that the loop logs stay raw) and PyTorch's kaiming-uniform initialisation.
 
 Registered as `sac-lag`.
 """
@@ -36,14 +39,12 @@ from algd_jax.algorithms.base import (
     window_mean,
 )
 from algd_jax.critics import polyak, target_update_due
+from algd_jax.networks import ACTIVATIONS, KERNEL_INITS
 from algd_jax.options import (
-    DISCOUNT,
-    FRACTION,
     NON_NEGATIVE,
     NON_NEGATIVE_INT,
     POSITIVE,
     POSITIVE_INT,
-    Range,
     check_ranges,
     ranged,
 )
@@ -53,10 +54,12 @@ from algd_jax.types import Batch, Metrics
 
 
 @dataclass(frozen=True)
-class SACLagConfig:
-    """Hyper-parameters of SAC-Lag. Defaults: the shared harness of the ALGD paper's
-    baselines (CAL's code, `ZifanWu/CAL`, with k = 0 and no rectification) and ALGD's
-    multiplier rule; `--preset omnisafe`: OmniSafe's `configs/off-policy/SACLag.yaml`."""
+class SACLagConfig(sac.SACOptions):
+    """Hyper-parameters of SAC-Lag: the SAC core's options (`sac.SACOptions`) and these.
+    Defaults: the shared harness of the ALGD paper's baselines (CAL's code, `ZifanWu/CAL`,
+    with k = 0 and no rectification) and ALGD's multiplier rule; `--preset omnisafe`:
+    OmniSafe's `configs/off-policy/SACLag.yaml` (`OMNISAFE_VALUES`; it keeps CAL's
+    learning rates 3e-4, discounts 0.99, tau 0.005 every second update and 256 units)."""
 
     ensemble_size: int = ranged(1, POSITIVE_INT)
     """M: cost critics, averaged (OmniSafe: one; the ALGD paper's comparison: 6)."""
@@ -93,41 +96,54 @@ class SACLagConfig:
     warmup_acting: Literal["policy", "uniform"] = "policy"
     """How the loop acts during `--initial-steps`: the untrained policy (CAL, ALGD) or
     uniform random actions (OmniSafe)."""
-    actor_lr: float = ranged(3e-4, POSITIVE)
-    """CAL `--lr`, OmniSafe: 3e-4."""
-    critic_lr: float = ranged(3e-4, POSITIVE)
-    """CAL `--lr`, OmniSafe: 3e-4."""
-    cost_critic_lr: float = ranged(3e-4, POSITIVE)
-    """CAL `--qc_lr`, OmniSafe: 3e-4."""
-    alpha_lr: float = ranged(3e-4, POSITIVE)
-    """Adam learning rate of log alpha (CAL: 3e-4)."""
-    init_alpha: float = ranged(1.0, POSITIVE)
-    """alpha_0 (CAL: 1; OmniSafe: 0.2, fixed)."""
-    auto_alpha: bool = True
-    """Learn alpha toward the target entropy (CAL: yes; OmniSafe: no)."""
-    target_entropy: float | None = ranged(None, Range(allow_none=True))
-    """Target entropy in nats (unset: -dim(A))."""
-    gamma: float = ranged(0.99, DISCOUNT)
-    """Reward discount (CAL, OmniSafe: 0.99)."""
-    cost_gamma: float = ranged(0.99, DISCOUNT)
-    """Cost discount (CAL, OmniSafe: 0.99)."""
-    polyak: float = ranged(0.005, FRACTION)
-    """Target averaging rate tau (CAL, OmniSafe: 0.005)."""
-    target_update_every: int = ranged(2, POSITIVE_INT)
-    """Targets move on every k-th update (CAL: 2; OmniSafe: after each delayed actor step,
-    i.e. 2)."""
-    actor_hidden: int = ranged(256, POSITIVE_INT)
-    """Width of the actor's hidden layers (CAL, OmniSafe: 256)."""
-    critic_hidden: int = ranged(256, POSITIVE_INT)
-    """Width of every critic's hidden layers (CAL, OmniSafe: 256)."""
-    max_grad_norm: float | None = ranged(None, Range(low=0.0, low_open=True, allow_none=True))
-    """Clip each network's gradient to this global norm (CAL: none; OmniSafe: 40)."""
+    activation: str = "relu"
+    """Hidden activation of the actor and the reward critic (CAL, OmniSafe: ReLU)."""
+    kernel_init: str = "xavier_uniform"
+    """Weight init of the actor and the reward critic (CAL: Xavier uniform, zero biases;
+    OmniSafe `weight_initialization_mode`: `kaiming_uniform`, PyTorch's
+    `kaiming_uniform_(a=sqrt(5))` with `nn.Linear`'s default biases, `utils/model.py`)."""
+    cost_activation: str = "silu"
+    """Hidden activation of the cost critics (CAL's ensemble: SiLU; OmniSafe's cost critic is
+    built like its reward critic: ReLU)."""
+    cost_kernel_init: str = "scaled_normal"
+    """Weight init of the cost critics (CAL: N(0, 1 / (4 fan_in)); OmniSafe:
+    `kaiming_uniform`)."""
+    cost_normalize: bool = False
+    """Standardise the costs the cost critic learns from by running statistics (OmniSafe
+    `cost_normalize`: True, `envs/wrapper.py` `CostNormalize`, `common/normalizer.py`):
+    `clip((c - mean) / max(std, 0.01), +-cost_normalize_clip)`, raw while at most one
+    cost has been seen. The statistics (count, mean, sum of squares) live in the state.
+    They are pushed from every replay batch the update sees (OmniSafe pushes each env
+    step's cost in its env wrapper and stores the normalised cost in the replay; the
+    replay here stores raw costs, so every batch is normalised with the statistics of the
+    moment). Needs `--lambda-driver episode-cost` (the critic driver compares Qc with h in
+    raw cost units)."""
+    cost_normalize_clip: float = ranged(5.0, POSITIVE)
+    """Clip of the standardised cost (OmniSafe's `Normalizer(clip=5)` for costs)."""
 
     def validate(self) -> SACLagConfig:
         """Raise `ValueError` with one line for an impossible value."""
         problems = check_ranges(self)
         if problems:
             raise ValueError(problems[0])
+        for name in ("activation", "cost_activation"):
+            if getattr(self, name) not in ACTIVATIONS:
+                raise ValueError(
+                    f"--{name.replace('_', '-')} must be one of {', '.join(ACTIVATIONS)}, "
+                    f"got {getattr(self, name)!r}"
+                )
+        for name in ("kernel_init", "cost_kernel_init"):
+            if getattr(self, name) not in KERNEL_INITS:
+                raise ValueError(
+                    f"--{name.replace('_', '-')} must be one of {', '.join(KERNEL_INITS)}, "
+                    f"got {getattr(self, name)!r}"
+                )
+        if self.cost_normalize and self.lambda_driver == "critic":
+            raise ValueError(
+                "--cost-normalize needs --lambda-driver episode-cost (the critic driver "
+                "compares the cost critic with the budget h in raw cost units); drop "
+                "--cost-normalize or set --lambda-driver episode-cost"
+            )
         if self.multiplier not in multipliers.RULES:
             raise ValueError(
                 f"--multiplier must be one of {', '.join(multipliers.RULES)}, got "
@@ -174,18 +190,57 @@ def episode_dual_step(
     return sac.keep_where(moved, stepped, multiplier), signal, moved
 
 
+#: Floor of the normaliser's standard deviation (OmniSafe's `Normalizer`: 1e-2).
+NORMALIZER_MIN_STD = 1e-2
+
+
+def empty_normalizer() -> dict[str, jax.Array]:
+    """Running statistics of no values: float32 `[]` count, mean and sum of squared
+    deviations (counts of batches of B stay exact in float32 up to B * 2^24 values)."""
+    return {name: jnp.zeros((), jnp.float32) for name in ("count", "mean", "sumsq")}
+
+
+def normalizer_push(stats: dict[str, jax.Array], values: jax.Array) -> dict[str, jax.Array]:
+    """`stats` with `values [B]` added (Chan, Golub and LeVeque's pairwise update, as
+    OmniSafe's `Normalizer._push`)."""
+    n = jnp.asarray(values.size, jnp.float32)
+    mean_b = jnp.mean(values)
+    sumsq_b = jnp.sum((values - mean_b) ** 2)
+    count = stats["count"] + n
+    delta = mean_b - stats["mean"]
+    return {
+        "count": count,
+        "mean": stats["mean"] + delta * n / count,
+        "sumsq": stats["sumsq"] + sumsq_b + delta**2 * stats["count"] * n / count,
+    }
+
+
+def normalizer_std(stats: dict[str, jax.Array]) -> jax.Array:
+    """The sample standard deviation (ddof 1) of the values seen, at least 1e-2."""
+    var = stats["sumsq"] / jnp.maximum(stats["count"] - 1.0, 1.0)
+    return jnp.maximum(jnp.sqrt(var), NORMALIZER_MIN_STD)
+
+
+def normalize_costs(stats: dict[str, jax.Array], values: jax.Array, clip: float) -> jax.Array:
+    """`clip((values - mean) / std, -clip, clip)`; `values` unchanged while the statistics
+    hold at most one value (OmniSafe's `Normalizer.normalize`)."""
+    scaled = jnp.clip((values - stats["mean"]) / normalizer_std(stats), -clip, clip)
+    return jnp.where(stats["count"] > 1, scaled, values)
+
+
 # ----------------------------------------------------------------------------- learner
 
 
 def init(config: SACLagConfig, spec: ActionSpace, key: jax.Array) -> sac.SACState:
-    """A fresh SAC-Lag learner (see `sac.init_state`)."""
+    """A fresh SAC-Lag learner (see `sac.init_state`); `extra["cost_norm"]` holds the cost
+    normaliser's statistics (`empty_normalizer`; untouched without `cost_normalize`)."""
     config.validate()
     multiplier = multipliers.create_multiplier(
         config.multiplier,
         config.init_multiplier,
         multipliers.multiplier_tx(config.multiplier, config.multiplier_lr),
     )
-    return sac.init_state(config, spec, key, multiplier)
+    return sac.init_state(config, spec, key, multiplier, {"cost_norm": empty_normalizer()})
 
 
 act = sac.act
@@ -214,7 +269,15 @@ def update(state: sac.SACState, batch: Batch) -> tuple[sac.SACState, Metrics]:
     if config.cost_next_action == "mean":
         mean, _ = state.actor.apply_fn(state.actor.params, batch.next_obs)
         cost_action = sac.deterministic_action(mean, state.action_scale, state.action_bias)
-    cost, cost_metrics = sac.cost_critic_step(state, batch, cost_action)
+    extra, cost_batch = state.extra, batch
+    if config.cost_normalize:
+        stats = normalizer_push(state.extra["cost_norm"], batch.cost)
+        cost_batch = batch._replace(
+            cost=normalize_costs(stats, batch.cost, config.cost_normalize_clip)
+        )
+        extra = {**extra, "cost_norm": stats}
+        metrics.update({"cost_norm_mean": stats["mean"], "cost_norm_std": normalizer_std(stats)})
+    cost, cost_metrics = sac.cost_critic_step(state, cost_batch, cost_action)
     metrics.update(cost_metrics)
 
     lam = jax.lax.stop_gradient(
@@ -261,6 +324,7 @@ def update(state: sac.SACState, batch: Batch) -> tuple[sac.SACState, Metrics]:
         alpha=alpha_state,
         multiplier=multiplier,
         step=state.step + 1,
+        extra=extra,
     )
     return new_state, metrics
 
@@ -285,16 +349,21 @@ METRIC_NAMES = tuple(
 
 def metric_names(config: SACLagConfig) -> tuple[str, ...]:
     """Names of the scalar metrics `update` reports (sorted). `qc_risk` and `violation`
-    are the cost critic's at the replay actions (what the `critic` driver uses);
-    `episode_cost_signal` is the window mean the `episode-cost` driver uses (0 with the
-    `critic` driver)."""
+    are the cost critic's at the replay actions (what the `critic` driver uses; in
+    normalised cost units with `cost_normalize`); `episode_cost_signal` is the window mean
+    the `episode-cost` driver uses (0 with the `critic` driver); `cost_norm_mean` and
+    `cost_norm_std`, with `cost_normalize`, the normaliser's statistics."""
+    if config.cost_normalize:
+        return tuple(sorted((*METRIC_NAMES, "cost_norm_mean", "cost_norm_std")))
     return METRIC_NAMES
 
 
 def resolve(config: SACLagConfig, spec: Any) -> SACLagConfig:
-    """`config` with the task's critic budget h and its judged episode cost and limit."""
+    """`config` with the task's critic budget h and its judged episode cost and limit. A target
+    entropy no policy on the task's action box reaches is refused (`ValueError`, one line)."""
     from algd_jax.judging import cost_kind, cost_limit_of
 
+    sac.check_target_entropy(config.target_entropy, spec)
     return dataclasses.replace(
         config,
         cost_budget=task_budget(spec, config.cost_gamma),
@@ -315,8 +384,9 @@ def warmup_acting(config: SACLagConfig) -> Literal["policy", "uniform"]:
 #: OmniSafe's `configs/off-policy/SACLag.yaml`: fixed alpha 0.2, lambda from the mean of the
 #: last 10 episode costs (Adam on lambda, clamped at 0, lambda_0 0.001, lr 1e-5) after 100
 #: warm-up epochs, actor loss / (1 + lambda), policy delay 2, deterministic next action in
-#: the cost target, gradient clip 40; the loop: U = 1, batch 256, uniform random actions
-#: for the first 10,000 steps, 2000-step epochs.
+#: the cost target, gradient clip 40, cost normalisation (clip 5), kaiming-uniform init and
+#: one ReLU cost critic like the reward critics; the loop: U = 1, batch 256, uniform random
+#: actions for the first 10,000 steps, 2000-step epochs.
 OMNISAFE_VALUES = {
     "lambda_driver": "episode-cost",
     "multiplier": "adam-clamped",
@@ -331,6 +401,11 @@ OMNISAFE_VALUES = {
     "auto_alpha": False,
     "init_alpha": 0.2,
     "max_grad_norm": 40.0,
+    "cost_normalize": True,
+    "cost_normalize_clip": 5.0,
+    "kernel_init": "kaiming_uniform",
+    "cost_activation": "relu",
+    "cost_kernel_init": "kaiming_uniform",
 }
 OMNISAFE_LOOP = {
     "updates_per_step": 1,
@@ -338,9 +413,8 @@ OMNISAFE_LOOP = {
     "initial_steps": 10_000,
     "epoch_steps": 2000,
 }
-#: The ALGD paper's comparison (Appendix F.5, Table 4): M = 6, batch 256, U = 10.
-PAPER_VALUES = {"ensemble_size": 6}
-PAPER_LOOP = {"batch_size": 256, "updates_per_step": 10}
+#: `--preset paper`: the ALGD paper's comparison (`sac.PAPER_VALUES`, `sac.PAPER_LOOP`).
+PAPER_VALUES, PAPER_LOOP = sac.PAPER_VALUES, sac.PAPER_LOOP
 
 register(
     Algorithm(
