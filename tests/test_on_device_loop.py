@@ -95,6 +95,10 @@ def test_refused_resumes_of_a_device_run_leave_it_byte_identical(
         (["--initial-steps", "101"], "is not a multiple of --num-envs 2"),
         (["--total-steps", "450"], "must be a positive multiple of --epoch-steps"),
         (["--learning-starts", "200"], "exceeds --initial-steps"),
+        # issue 22's cases of the on-device command: refused before a file is written
+        (["--replay-size", "-1"], "--replay-size -1: must be"),
+        (["--replay-size", "0"], "--replay-size 0: must be"),
+        (["--keep-checkpoints", "-1"], "--keep-checkpoints -1: must be"),
     ],
 )
 def test_schedules_the_device_loop_cannot_run_are_refused_before_anything_is_written(
@@ -102,8 +106,19 @@ def test_schedules_the_device_loop_cannot_run_are_refused_before_anything_is_wri
 ) -> None:
     args = [*DEVICE_TINY]
     for flag, value in zip(flags[::2], flags[1::2], strict=True):
-        args[args.index(flag) + 1] = value
+        if flag in args:
+            args[args.index(flag) + 1] = value
+        else:
+            args += [flag, value]
     target = tmp_path / "run"
     assert main(args + ["--run-dir", str(target)]) == 2
     assert message in one_line(capsys)
     assert not target.exists()
+
+
+def test_a_device_run_dir_that_cannot_be_created_is_one_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(DEVICE_TINY + ["--run-dir", "/proc/algd-run"]) == 2
+    line = one_line(capsys)
+    assert "--run-dir /proc/algd-run" in line and "writable" in line, line
