@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import functools
 import json
 import math
 import struct
@@ -216,22 +215,17 @@ def test_wandb_added_on_resume_logs_the_earlier_rows_first(tmp_path: Path, offli
     ]
 
 
-def test_training_run_logs_what_progress_csv_holds(
-    tmp_path: Path, offline: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_training_run_logs_what_progress_csv_holds(tmp_path: Path, offline: Path) -> None:
     """A tiny two-seed run through `training.train`: the W&B history of each seed equals
     its progress.csv, in one W&B run per seed; `--resume` keeps `--wandb` (and may change
-    it: it is not part of the run's configuration).
-
-    The loop passes its config to `ProgressLog` (`config=`); the patch stands in for that
-    one argument until the loop passes it itself."""
+    it: it is not part of the run's configuration). The run lifecycle passes its config
+    to `ProgressLog` (`config=`)."""
     from algd_jax import training
 
     run_dir = tmp_path / "two"
     args = [*tiny_flags("sac-lag"), "--task", "ToyTwoModeBandit", "--seeds", "0", "1"]
     args += ["--wandb", "proj", "--total-steps", "200", "--run-dir", str(run_dir)]
     config = parse_command_line(args)
-    monkeypatch.setattr(training, "ProgressLog", functools.partial(ProgressLog, config=config))
     training.train(config)
 
     runs = offline_runs(offline)
