@@ -48,9 +48,9 @@ from algd_jax.algorithms.base import Rollout, bootstrap_values
 from algd_jax.programs import Acted, Observed, OnPolicyPrograms
 from algd_jax.rollouts import EPISODE_FIELDS, EpisodeStats, cost_of
 
-#: Random streams derived from the run seed; the numbers are those of the off-policy loop
-#: (`algd_jax.training`), with the environment index as an extra counter.
-TRAIN_ENV_STREAM, ACT_STREAM = 0, 3
+# The run's random streams (`algd_jax.training.streams`, the off-policy loop's), with the
+# environment index as an extra counter.
+from algd_jax.training.streams import ACT_STREAM, TRAIN_ENV_STREAM, stream_seed
 
 Clock = Callable[[str], AbstractContextManager[None]]
 
@@ -69,12 +69,6 @@ class TaskShape(Protocol):
 class CollectorRestoreError(ValueError):
     """A saved collector state that does not fit this collector or does not bring the
     environments back; the message is one line."""
-
-
-def stream_seed(seed: int, stream: int, *counters: int) -> int:
-    """A 32-bit seed for one random stream of the run, e.g. (seed, TRAIN_ENV_STREAM, i, k)
-    (the same derivation as the off-policy loop's)."""
-    return int(np.random.SeedSequence([seed, stream, *counters]).generate_state(1)[0])
 
 
 def episode_seed(seed: int, env_index: int, episode: int) -> int:
@@ -132,7 +126,8 @@ def _seeded_env(make_env: Callable[[], gymnasium.Env], seed: int, index: int) ->
 
 
 @contextmanager
-def _untimed(_phase: str) -> Iterator[None]:
+def untimed(_phase: str) -> Iterator[None]:
+    """The `Clock` that times nothing."""
     yield
 
 
@@ -187,7 +182,7 @@ class VectorCollector:
         self.seeds = [int(s) for s in seeds]
         self.num_envs, self.rollout_steps = int(num_envs), int(rollout_steps)
         self.spec, self.programs = spec, programs
-        self.clock: Clock = clock if clock is not None else _untimed
+        self.clock: Clock = clock if clock is not None else untimed
         self.vecs = make_vector_envs(make_env, self.seeds, self.num_envs)
         self.keys = jnp.stack([jax.random.key(stream_seed(s, ACT_STREAM)) for s in self.seeds])
         self.state: CollectorState | None = None

@@ -105,6 +105,16 @@ def epoch_row(
     return row, is_feasible
 
 
+def first_nonfinite(per_seed: Mapping[str, Any]) -> tuple[str, int] | None:
+    """The first `(name, seed index)` whose value is NaN or infinite among per-seed metrics
+    (`name -> [S]`, in the mapping's order), or None."""
+    for name, values in per_seed.items():
+        bad = np.flatnonzero(~np.isfinite(np.asarray(values)))
+        if bad.size:
+            return name, int(bad[0])
+    return None
+
+
 def nonfinite_parts(state: Any) -> list[str]:
     """The fields of a learner state (one seed, a dataclass pytree) holding non-finite
     floating-point numbers."""

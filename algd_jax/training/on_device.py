@@ -20,22 +20,21 @@ seeds are one compiled program (purejaxrl's style). Two drivers use it:
 * `train_bandit`: the two-mode bandit (`envs.toy`), every iteration measuring the policy
   on fresh draws (E_pi[r], E_pi[c], lane masses), the whole run one compiled call. Its
   numbers are those of the bandit learner this module replaced (same keys, same draws).
-* `train_on_device`: any JAX-native task, epoch by epoch: each epoch (`epoch_steps` env
-  steps per seed) is one compiled call ending with `eval_episodes` deterministic episodes
-  run on the device; between calls the host writes one `progress.csv` / TensorBoard row
-  per seed (the host loop's columns), saves the agent as an orbax checkpoint (`last`, and
-  `best` for the best feasible evaluation) and `config.json`, so `experiments.evaluate`,
-  `experiments.plot` and `experiments.landscape` read these runs like host-loop runs. The
-  on-device loop does not resume: its checkpoints hold the agent only.
+* `OnDeviceLoop` (`experiments.run --loop device`): any JAX-native task, epoch by epoch:
+  each epoch (`--epoch-steps` env steps per seed) is one compiled call ending with
+  `--eval-episodes` deterministic episodes run on the device; between calls the shared
+  run lifecycle (`training.lifecycle`) writes one `progress.csv` / TensorBoard row per seed
+  and the checkpoints. A checkpoint holds the agent and the whole carry (envs, replay ring,
+  keys), so `--resume` continues exactly; epoch n's iteration keys are
+  `split(fold_in(key, n))`.
 
 How the two loops sample (so their numbers are not bitwise equal): the host loop's replay
 draws each seed's `[U, B]` row indices with numpy from SeedSequence(seed, stream, env
 step) and acts with keys folded from the seed's acting stream; this loop draws indices with
 `jax.random.randint` from the seed's loop key (uniform with replacement over the filled
 rows, like the host's), acts with keys split from the same key, and resets the envs from
-keys folded from it. By default it warms up with uniform actions on the box (the host
-loop: the untrained diffusion policy for `--initial-steps`); `warmup="policy"` acts with
-the policy instead.
+keys folded from it. Both warm up as the algorithm's `warmup_acting` says (the bandit
+trainer: uniform actions on the box).
 
 Every random draw comes from `jax.random.key(seed)` of its seed: the learner's own key
 (`init`, hence initialisation and update noise) and, for the loop, the same key folded with
@@ -72,7 +71,7 @@ from algd_jax.types import Batch
 #: Stream id folded into a seed's key for the loop's own draws, so that they never coincide
 #: with the agent's key (`jax.random.key(seed)`, split by the algorithm's `init`).
 LOOP_STREAM = 0x70C
-#: Stream id of the evaluation episodes' reset keys (`train_on_device`).
+#: Stream id of the evaluation episodes' reset keys (`OnDeviceLoop`).
 EVAL_STREAM = 0x70E
 #: Tags folded into a step's acting key for the resets of the envs that ended at that step,
 #: and into the loop key for the first resets.
@@ -739,7 +738,7 @@ class OnDeviceLoop:
 
     def run(self) -> TrainResult:
         """Train until `--total-steps` env steps per seed, one compiled call per epoch."""
-        from algd_jax.training.epoch_row import NonFiniteLoss, epoch_row
+        from algd_jax.training.epoch_row import NonFiniteLoss, epoch_row, first_nonfinite
 
         cfg, life = self.config, self.lifecycle
         life.session_start = time.perf_counter()
@@ -768,14 +767,13 @@ class OnDeviceLoop:
                     measured_time += took
                 self.epochs_done += 1
                 env_steps = self.env_step
-                for name in self.metric_names:
-                    values = np.asarray(means[f"train/{name}"])
-                    if not np.isfinite(values).all():
-                        k = int(np.flatnonzero(~np.isfinite(values))[0])
-                        raise NonFiniteLoss(
-                            f"non-finite {name}{life.of_seed(k)} in the epoch ending at env step "
-                            f"{env_steps}; training stopped. {life.last_good()}"
-                        )
+                bad = first_nonfinite({m: means[f"train/{m}"] for m in self.metric_names})
+                if bad is not None:
+                    name, k = bad
+                    raise NonFiniteLoss(
+                        f"non-finite {name}{life.of_seed(k)} in the epoch ending at env step "
+                        f"{env_steps}; training stopped. {life.last_good()}"
+                    )
                 episodes = np.asarray(jax.device_get(self.carry.episodes))
                 wall = life.wall()
                 best = []
@@ -855,8 +853,8 @@ def device_schedule(config: TrainConfig, warmup: Literal["uniform", "policy"]) -
             f"{config.initial_steps}: the on-device loop updates right after its warm-up; "
             f"lower --learning-starts or raise --initial-steps"
         )
-    if config.initial_steps < num:
-        raise RunError(f"--initial-steps must be at least --num-envs {num}")
+    # (--learning-starts >= --batch-size >= 1 and the checks above make the warm-up at
+    # least one step of every env)
     per_epoch = config.epoch_steps // num
     return Schedule(
         num_envs=num,

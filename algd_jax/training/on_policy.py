@@ -23,8 +23,6 @@ stops at the end of the current rollout's update, after its checkpoint.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +47,7 @@ from algd_jax.training.episodes import loop_info, push_episode
 from algd_jax.training.epoch_row import (
     NonFiniteLoss,
     epoch_row,
+    first_nonfinite,
     nonfinite_parts,
     progress_columns,
 )
@@ -59,14 +58,10 @@ from algd_jax.vector_rollouts import (
     CollectorRestoreError,
     CollectorState,
     VectorCollector,
+    untimed,
 )
 
 LOOP_NAME = "on-policy"
-
-
-@contextmanager
-def _untimed(_phase: str) -> Iterator[None]:
-    yield
 
 
 class OnPolicyLoopState(struct.PyTreeNode):
@@ -136,7 +131,7 @@ class OnPolicyLoop:
         self.spec = resolve_task(config)
         self.hparams = resolve_hparams(config, self.spec)
         self.seeds = config.seed_list
-        spec, num = self.spec, len(self.seeds)
+        spec = self.spec
         self.num_envs = config.num_envs
         self.rollout_size = parts.rollout_size(self.hparams)
         if self.rollout_size % self.num_envs:
@@ -171,14 +166,13 @@ class OnPolicyLoop:
             programs=self.programs,
             clock=clock,
         )
-        self.clock: Clock = clock if clock is not None else _untimed
+        self.clock: Clock = clock if clock is not None else untimed
         self.eval_envs = [self._make_env() for _ in self.seeds] if config.eval_episodes else []
         self.states = stack([new_state(self.algorithm, self.hparams, spec, s) for s in self.seeds])
         self.window = self.algorithm.episode_window(self.hparams)
         self.loop: OnPolicyLoopState | None = None
         self.lifecycle.open(self._fresh, self._restore)
         self.config = self.lifecycle.config
-        del num
 
     @property
     def env_step(self) -> int:
@@ -297,17 +291,16 @@ class OnPolicyLoop:
 
     def _check_finite(self, metrics: dict[str, Any]) -> None:
         """Stop on a non-finite metric or learner parameter, as every loop does."""
-        for name in self.metric_names:
-            values = np.asarray(metrics[name])
-            if not np.isfinite(values).all():
-                k = int(np.flatnonzero(~np.isfinite(values))[0])
-                parts = nonfinite_parts(unstack(self.states, k))
-                which = f" (the {' and '.join(parts)} parameters)" if parts else ""
-                raise NonFiniteLoss(
-                    f"non-finite {name}{self.lifecycle.of_seed(k)} in the update phase after "
-                    f"env step {self.env_step}{which}; training stopped. "
-                    f"{self.lifecycle.last_good()}"
-                )
+        bad = first_nonfinite({name: metrics[name] for name in self.metric_names})
+        if bad is None:
+            return
+        name, k = bad
+        parts = nonfinite_parts(unstack(self.states, k))
+        which = f" (the {' and '.join(parts)} parameters)" if parts else ""
+        raise NonFiniteLoss(
+            f"non-finite {name}{self.lifecycle.of_seed(k)} in the update phase after env step "
+            f"{self.env_step}{which}; training stopped. {self.lifecycle.last_good()}"
+        )
 
     def _evaluate(self) -> list[dict[str, float] | None]:
         loop = self.loop
