@@ -92,9 +92,10 @@ class TrainResult:
 
 
 @contextmanager
-def catch_interrupts() -> Iterator[list[int]]:
+def catch_interrupts(after: str = "this env step") -> Iterator[list[int]]:
     """Turn the first SIGINT/SIGTERM into a flag the loop polls between steps; a second
-    one interrupts at once (without a checkpoint)."""
+    one interrupts at once (without a checkpoint). `after`: where the loop next polls it,
+    for the message."""
     flag: list[int] = []
 
     def handler(signum: int, _frame: Any) -> None:
@@ -102,8 +103,8 @@ def catch_interrupts() -> Iterator[list[int]]:
             raise KeyboardInterrupt
         flag.append(signum)
         print(
-            "\nstopping: saving a checkpoint after this env step (press Ctrl-C again to "
-            "quit without saving)",
+            f"\nstopping: saving a checkpoint after {after} (press Ctrl-C again to "
+            f"quit without saving)",
             file=sys.stderr,
             flush=True,
         )
@@ -425,11 +426,14 @@ class RunLifecycle:
         )
 
     @contextmanager
-    def guard(self, env_step: Callable[[], int]) -> Iterator[list[int]]:
-        """Around the loop: yields the interrupt flag; turns an out-of-memory error and a
-        second Ctrl-C into one line each; closes the display, logs and checkpointers."""
+    def guard(
+        self, env_step: Callable[[], int], polled_after: str = "this env step"
+    ) -> Iterator[list[int]]:
+        """Around the loop: yields the interrupt flag (polled after `polled_after`, as the
+        signal's message says); turns an out-of-memory error and a second Ctrl-C into one
+        line each; closes the display, logs and checkpointers."""
         try:
-            with catch_interrupts() as interrupted:
+            with catch_interrupts(polled_after) as interrupted:
                 yield interrupted
         except Exception as err:
             if not is_out_of_memory(err):

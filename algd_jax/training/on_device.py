@@ -749,7 +749,7 @@ class OnDeviceLoop:
         last_rows: list[dict[str, float] | None] = [None] * len(self.seeds)
         measured_steps, measured_time = 0, 0.0
         first_call = True
-        with life.guard(lambda: self.env_step) as interrupted:
+        with life.guard(lambda: self.env_step, "this epoch") as interrupted:
             while self.epochs_done < self.epochs:
                 if interrupted:
                     raise life.interrupt(self.env_step, self._save)

@@ -249,7 +249,7 @@ class OnPolicyLoop:
                 episode_cost=float(loop.last_episode[0, EPISODE_FIELDS.index(self.cost_kind)]),
             )
         last_rows: list[dict[str, float] | None] = [None] * len(self.seeds)
-        with life.guard(lambda: self.env_step) as interrupted:
+        with life.guard(lambda: self.env_step, "this rollout's update") as interrupted:
             while self.env_step < cfg.total_steps:
                 tick = time.perf_counter()
                 self.states, rollout, finished = self.collector.collect(self.states)
