@@ -88,6 +88,43 @@ def test_train_step_quick_for_a_baseline(algo, tmp_path, capsys):
     assert f"{algo} update" in capsys.readouterr().out
 
 
+def test_update_parts_counts_the_products_xla_runs():
+    """Hand-counted products of a small program: x [8, 5] @ w [5, 3] (240 FLOPs), a batched
+    [4, 8, 5] @ [4, 5, 2] (640), and a [8, 3] @ [3, 3] product in a 3-step scan whose carry
+    it feeds (3 x 144 = 432, whether XLA keeps the loop or unrolls it)."""
+    import jax
+    import jax.numpy as jnp
+
+    from benchmarks.update_parts import hlo_products
+
+    def f(x, w, v, u, s):
+        def step(c, _):
+            return jnp.tanh(c @ s), None
+
+        y, _ = jax.lax.scan(step, x @ w, None, length=3)
+        return y, jnp.einsum("bij,bjk->bik", v, u)
+
+    args = [jnp.ones(shape) for shape in ((8, 5), (5, 3), (4, 8, 5), (4, 5, 2), (3, 3))]
+    products, problems = hlo_products(jax.jit(f).lower(*args).compile().as_text())
+    assert problems == []
+    assert sum(p.flops * count for p, count in products) == 240 + 640 + 432
+    labels = {p.label() for p, _ in products}
+    assert {"8x5x3 (NN)", "[4] 8x5x2 (NN)", "8x3x3 (NN)"} <= labels
+
+
+@pytest.mark.slow  # two compiles of CAL's update: about 40 s on 2 cores
+def test_update_parts_quick(tmp_path, capsys):
+    from benchmarks import update_parts
+
+    out = tmp_path / "update_parts.json"
+    data = load(out, update_parts.main(["--quick", "--algo", "cal", "--out", str(out)]))
+    check_positive(data, ["flops_per_update", "product_flops"], "parts")
+    for kind in ("single", "fused", "products"):
+        check_positive(data[kind], ["median_ms", "cpu_median_ms", "gflops", "ratio_to_peak"], kind)
+    assert 0 < data["product_flop_share"] <= 1 and data["shapes"]
+    assert "matrix products" in capsys.readouterr().out
+
+
 def test_scaling_quick(tmp_path):
     out = tmp_path / "scaling.json"
     data = load(out, scaling.main(["--quick", "--out", str(out)]))
