@@ -70,7 +70,9 @@ def _largest_var(jaxpr: Any) -> tuple[int, tuple[int, ...]]:
 
 
 @lru_cache(maxsize=16)
-def _footprint(name: str, hparams: Any, obs_dim: int, act_dim: int, batch: int) -> Footprint:
+def _footprint(
+    name: str, hparams: Any, obs_dim: int, act_dim: int, batch: int, num_envs: int = 1
+) -> Footprint:
     from algd_jax.algorithms import get_algorithm
 
     algorithm = get_algorithm(name)
@@ -89,9 +91,55 @@ def _footprint(name: str, hparams: Any, obs_dim: int, act_dim: int, batch: int) 
         mask_r=f32(batch),
         mask_c=f32(batch),
     )
-    jaxpr = jax.make_jaxpr(algorithm.update)(state, abstract_batch)
+    if algorithm.kind == "on-policy":
+        jaxpr = jax.make_jaxpr(algorithm.on_policy.update_rollout)(
+            state,
+            _abstract_rollout(algorithm, hparams, obs_dim, act_dim, num_envs),
+            _info(max(algorithm.episode_window(hparams), 1)),
+        )
+    else:
+        jaxpr = jax.make_jaxpr(algorithm.update)(state, abstract_batch)
     size, shape = _largest_var(jaxpr.jaxpr)
     return Footprint(state_bytes, tuple(largest_leaf.shape), size, shape)
+
+
+def _abstract_rollout(algorithm: Any, hparams: Any, obs_dim: int, act_dim: int, envs: int) -> Any:
+    """An abstract `Rollout` of T = rollout_size / E steps of E envs (on-policy)."""
+    from algd_jax.algorithms.base import Rollout
+
+    steps = max(algorithm.on_policy.rollout_size(hparams) // max(envs, 1), 1)
+    f32 = lambda *shape: jax.ShapeDtypeStruct(shape, jnp.float32)  # noqa: E731
+    flag = jax.ShapeDtypeStruct((steps, envs), jnp.bool_)
+    per_step = {
+        name: f32(steps, envs)
+        for name in Rollout._fields
+        if name not in ("obs", "raw_action", "terminated", "truncated")
+    }
+    return Rollout(
+        obs=f32(steps, envs, obs_dim),
+        raw_action=f32(steps, envs, act_dim),
+        terminated=flag,
+        truncated=flag,
+        **per_step,
+    )
+
+
+def _info(width: int) -> Any:
+    """An abstract `LoopInfo` of one seed with an episode window `width` wide."""
+    from algd_jax.algorithms.base import LoopInfo
+
+    i32 = jax.ShapeDtypeStruct((), jnp.int32)
+    window = jax.ShapeDtypeStruct((width,), jnp.float32)
+    return LoopInfo(
+        env_step=i32,
+        epoch=i32,
+        update_step=i32,
+        total_updates=i32,
+        episode_costs=window,
+        episode_discounted_costs=window,
+        episode_returns=window,
+        episode_count=i32,
+    )
 
 
 @dataclass(frozen=True)
@@ -102,10 +150,13 @@ class _Box:
     action_high: tuple[float, ...]
 
 
-def update_footprint(algorithm: Any, hparams: Any, spec: Any, batch_size: int) -> Footprint:
-    """The `Footprint` of one seed's learner for task `spec` (its obs and action sizes)
-    and batches of `batch_size` rows; cached per configuration."""
-    args = (algorithm.name, hparams, spec.obs_dim, spec.act_dim, batch_size)
+def update_footprint(
+    algorithm: Any, hparams: Any, spec: Any, batch_size: int, num_envs: int = 1
+) -> Footprint:
+    """The `Footprint` of one seed's learner for task `spec` (its obs and action sizes):
+    of one update on batches of `batch_size` rows (off-policy), or of one update phase on a
+    rollout of `num_envs` envs (on-policy, `update_rollout`); cached per configuration."""
+    args = (algorithm.name, hparams, spec.obs_dim, spec.act_dim, batch_size, num_envs)
     try:
         hash(hparams)
     except TypeError:  # a config that cannot be a cache key is traced each time
@@ -168,6 +219,7 @@ def check_update_memory(
     seeds: int,
     batched_seeds: bool,
     host_bytes: int = 0,
+    num_envs: int = 1,
 ) -> None:
     """Raise `RunError` (exit 2) when the learner states of `seeds` seeds and one update's
     largest array (one per seed when `batched_seeds`) cannot fit in the memory available
@@ -178,7 +230,7 @@ def check_update_memory(
     available, where = device_memory()
     if available is None:
         return
-    fp = update_footprint(algorithm, hparams, spec, batch_size)
+    fp = update_footprint(algorithm, hparams, spec, batch_size, num_envs)
     arrays = seeds if batched_seeds else 1
     needed = seeds * fp.state_bytes + arrays * fp.intermediate_bytes
     if where == "this machine":

@@ -354,75 +354,7 @@ def test_a_field_added_by_a_later_version_at_its_default_does_not_block_resume(
 # -- a run's own files, damaged: one line from every command that reads them -------------
 
 
-def _edit_config(run: Path, change) -> None:  # type: ignore[no-untyped-def]
-    path = run / "config.json"
-    data = json.loads(path.read_text())
-    path.write_text(json.dumps(change(data)))
-
-
-def _edit_csv(run: Path, change) -> None:  # type: ignore[no-untyped-def]
-    path = run / "progress.csv"
-    path.write_bytes(change(path.read_bytes()))
-
-
-def _lines(raw: bytes) -> list[bytes]:
-    return raw.splitlines(keepends=True)
-
-
-CONFIG_DAMAGE = {
-    "config-not-an-object": (
-        lambda d: {**d, "config": "x"},
-        "config: expected an object, found str 'x'",
-    ),
-    "seed-of-the-wrong-type": (
-        lambda d: {**d, "config": {**d["config"], "seed": "zero"}},
-        "config.seed 'zero': expected an integer",
-    ),
-}
-CSV_DAMAGE = {
-    "non-numeric": (
-        lambda b: b.replace(b"\n1,100,", b"\n1,garbage,", 1),
-        "line 2, column env_steps: 'garbage' is not a number",
-    ),
-    "invalid-utf8": (lambda b: b.replace(b"\n2,200,", b"\n2,\xff\xfe,", 1), "line 3 is not UTF-8"),
-    "short-row-in-the-middle": (
-        lambda b: b"".join(_lines(b)[:2] + [b"2,200,302\n"] + _lines(b)[3:]),
-        "line 3 has 3 values for",
-    ),
-    "duplicated-row": (
-        lambda b: b"".join(_lines(b)[:3] + _lines(b)[2:]),
-        "line 4 repeats epoch 2 of line 3",
-    ),
-    "empty": (lambda b: b"", "progress.csv is empty"),
-}
-
-
-@pytest.mark.parametrize("damage", [*CONFIG_DAMAGE, *CSV_DAMAGE])
-def test_damaged_run_files_are_refused_by_every_command(
-    run: Path, damage: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    from experiments import summarize
-
-    if damage in CONFIG_DAMAGE:
-        change, message = CONFIG_DAMAGE[damage]
-        _edit_config(run, change)
-    else:
-        change, message = CSV_DAMAGE[damage]
-        _edit_csv(run, change)
-    before = tree_hash(run)
-    commands = {
-        "resume": lambda: main(["--resume", str(run), "--total-steps", "400"]),
-        "plot": lambda: plot.main([str(run), "--out", str(tmp_path / "fig.png")]),
-        "summarize": lambda: summarize.main([str(run)]),
-    }
-    if damage in CONFIG_DAMAGE:  # evaluate reads the config, not the log
-        commands["evaluate"] = lambda: evaluate.main([str(run), "--episodes", "1"])
-    for name, command in commands.items():
-        assert command() == 2, name
-        line = one_line(capsys)
-        assert message in line and "restore the original file" in line, (name, line)
-    assert tree_hash(run) == before
-    assert not (tmp_path / "fig.png").exists()
+# The damaged-config and damaged-CSV cases of every loop: tests/test_loop_matrix.py.
 
 
 def _largest_agent_file(checkpoint: Path) -> Path:

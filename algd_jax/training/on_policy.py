@@ -32,6 +32,7 @@ import jax
 import numpy as np
 
 from algd_jax.envs import make_env
+from algd_jax.memory import check_update_memory
 from algd_jax.programs import (
     OnPolicyPrograms,
     new_state,
@@ -168,6 +169,15 @@ class OnPolicyLoop:
         )
         self.clock: Clock = clock if clock is not None else untimed
         self.eval_envs = [self._make_env() for _ in self.seeds] if config.eval_episodes else []
+        check_update_memory(
+            self.algorithm,
+            self.hparams,
+            spec,
+            config.batch_size,
+            len(self.seeds),
+            axis == "vmap",
+            num_envs=self.num_envs,
+        )
         self.states = stack([new_state(self.algorithm, self.hparams, spec, s) for s in self.seeds])
         self.window = self.algorithm.episode_window(self.hparams)
         self.loop: OnPolicyLoopState | None = None
