@@ -357,3 +357,22 @@ def test_a_run_on_a_read_only_file_system_is_read_but_not_resumed(
     assert summarize.main([str(run)]) == 0
     assert (tmp_path / "fig.png").stat().st_size > 0
     assert tree_hash(run) == before
+
+
+# -- non-finite values ------------------------------------------------------------------------
+
+
+def test_a_non_finite_update_stops_the_run_with_one_line(
+    finished: tuple, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An infinite-making learning rate: one line naming what became non-finite and the
+    last good checkpoint, status 1, whatever the loop."""
+    loop = finished[0]
+    if loop == "host":
+        pytest.skip("the host loop's case is test_run_data_safety's huge actor learning rate")
+    target = tmp_path / "run"
+    assert main(flags(loop) + ["--actor-lr", "1e30", "--run-dir", str(target)]) == 1
+    line = one_line(capsys)
+    assert line.startswith("error: non-finite "), line
+    assert "training stopped. Last good checkpoint: " in line, line
+    assert line.endswith(f"logs kept in {target}"), line
