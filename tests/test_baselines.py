@@ -530,7 +530,12 @@ def test_bad_baseline_input_stops_before_anything_is_written(
 TANH_GAUSSIAN_TOY_OPTIMUM = 10.0
 
 
-def test_the_best_feasible_tanh_gaussian_on_the_toy_is_the_safe_peak() -> None:
+@pytest.mark.parametrize(
+    "squash", [np.tanh, lambda u: np.clip(u, -1.0, 1.0)], ids=["tanh-gaussian", "clipped-gaussian"]
+)
+def test_the_best_feasible_tanh_gaussian_on_the_toy_is_the_safe_peak(squash) -> None:  # type: ignore[no-untyped-def]
+    """The SAC family's tanh-Gaussian and PPO-Lag's Gaussian clipped to the box (its
+    `ActionScale`) have the same best feasible expected return on the toy: the safe peak."""
     from algd_jax.envs.toy import TwoModeBandit
 
     bandit = TwoModeBandit()
@@ -539,13 +544,13 @@ def test_the_best_feasible_tanh_gaussian_on_the_toy_is_the_safe_peak() -> None:
     means = np.linspace(-3.0, 3.0, 601)
     log_stds = np.linspace(-7.0, 1.5, 171)
     u = means[:, None, None] + np.exp(log_stds)[None, :, None] * nodes
-    actions = np.tanh(u)[..., None]
+    actions = squash(u)[..., None]
     ret, cost = bandit.reward(actions) @ weights, bandit.cost(actions) @ weights
     best = np.where(cost <= bandit.budget, ret, -np.inf)
     i, j = np.unravel_index(np.argmax(best), best.shape)
     assert best[i, j] == pytest.approx(TANH_GAUSSIAN_TOY_OPTIMUM, abs=1e-3)
     assert best.max() <= TANH_GAUSSIAN_TOY_OPTIMUM + 1e-9
-    assert np.tanh(means[i]) == pytest.approx(bandit.safe_mode, abs=5e-3)
+    assert squash(means[i]) == pytest.approx(bandit.safe_mode, abs=5e-3)
     assert log_stds[j] == log_stds[0]  # the narrowest policy searched
     assert bandit.constrained_optimum().value == pytest.approx(10.2)
     # the sup over tanh-Gaussians is the best single feasible action (what the figure draws)

@@ -22,6 +22,8 @@ mean-cost check still counts every excursion.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -177,3 +179,34 @@ def test_baselines_learn_a_feasible_policy_on_the_toy(algo: str) -> None:
     assert np.all(cost <= bandit.budget + COST_TOLERANCE), report
     assert np.all(ret >= BASELINE_RETURN_BOUND), report
     assert np.all(ret <= 10.0 + 1e-6), report  # no tanh-Gaussian does better (the optimum)
+
+
+#: PPO-Lag on the bandit through the on-policy loop (`experiments.run` with
+#: `experiments.toy_figure.PPO_TOY_FLAGS`: OmniSafe's defaults but for the rollout, 16 envs x
+#: 128 steps, 30 rollouts). Its Gaussian clipped to the box has the same best feasible return as
+#: a tanh-Gaussian, the safe peak R_L = 10 (tests/test_baselines.py). Observed on seed 0
+#: (2026-12-02, 2 shared vCPUs): train cost 1.98 -> 0.00 within 40k env steps, return 5.2
+#: -> 9.90, the multiplier up to 0.44 and then down, the deterministic evaluation at 10.00.
+
+
+@pytest.mark.slow  # about 2 min on 2 cores
+def test_ppo_lag_learns_a_feasible_policy_on_the_toy(tmp_path: Path) -> None:
+    import csv
+
+    from experiments.run import main
+    from experiments.toy_figure import PPO_TOY_FLAGS
+
+    assert main([*PPO_TOY_FLAGS, "--seeds", *map(str, SEEDS), "--run-dir", str(tmp_path)]) == 0
+    bandit = DEFAULT_BANDIT
+    for seed in SEEDS:
+        with (tmp_path / f"seed{seed}" / "progress.csv").open(newline="") as f:
+            rows = list(csv.DictReader(f))
+        last = rows[-len(rows) // 4 :]
+        cost = np.mean([float(r["train/episode_cost"]) for r in last])
+        ret = np.median([float(r["train/episode_return"]) for r in last])
+        report = f"ppo-lag seed {seed}: cost {cost:.3f}, return {ret:.3f}"
+        # the first rollouts straddle the threshold: infeasible, as the SAC family's start
+        assert float(rows[0]["train/episode_cost"]) > 1.0, report
+        assert cost <= bandit.budget + COST_TOLERANCE, report
+        assert BASELINE_RETURN_BOUND <= ret <= 10.0 + 1e-6, report
+        assert float(rows[-1]["eval/cost"]) <= bandit.budget, report
