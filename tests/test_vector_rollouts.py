@@ -170,8 +170,10 @@ def test_restore_refuses_a_state_that_does_not_fit_or_does_not_replay(runs):
 
 
 def test_no_program_is_compiled_again_for_a_new_run_or_rollout(runs):
-    before = PROGRAMS.cache_sizes()  # what the fixture compiled, for S = 1 and 2
-    assert before["update"] == 2 and before["plain_step"] == 2 and before["values"] == 2
+    # the fixture compiled S = 1 and S = 2; the programs are shared across the process, so
+    # other test modules in the same worker may have compiled further shapes already
+    before = PROGRAMS.cache_sizes()
+    assert min(before["update"], before["plain_step"], before["values"]) >= 2
     collector = _collector(SEEDS)
     states = collector.start(_states(SEEDS))
     for cost in (30.0, 10.0):
