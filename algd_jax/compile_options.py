@@ -160,9 +160,15 @@ class _TunedJit:
     are those of the float32 programs' jitted function.
     """
 
-    def __init__(self, fun: Callable[..., Any], jit_kwargs: dict[str, Any]):
+    def __init__(
+        self,
+        fun: Callable[..., Any],
+        jit_kwargs: dict[str, Any],
+        extra_options: dict[str, str] | None = None,
+    ):
         self._fun = fun
         self._jit_kwargs = jit_kwargs
+        self._extra = extra_options
         self._jitted: dict[Any, Any] = {}  # one jitted function per distinct option set
         self._by_precision: dict[str, Any] = {}
         self._nested = jax.jit(fun, **jit_kwargs)
@@ -171,7 +177,7 @@ class _TunedJit:
     def _get(self, precision: str = "f32") -> Any:
         jitted = self._by_precision.get(precision)
         if jitted is None:  # first use of this precision: decide its options once
-            options = compiler_options(precision)
+            options = with_extra(compiler_options(precision), self._extra)
             key = None if options is None else tuple(sorted(options.items()))
             jitted = self._jitted.get(key)
             if jitted is None:
@@ -196,9 +202,32 @@ class _TunedJit:
         return getattr(self._get(), name)
 
 
-def tuned_jit(fun: Callable[..., Any] | None = None, **jit_kwargs: Any) -> Any:
-    """`jax.jit` with this package's compiler options; usable as `@tuned_jit` or
+#: The option of every program mapped over seeds with `lax.map` (the `map` seed axis). XLA's
+#: while-loop simplifier removes the loop over seeds when there is one seed and compiles its
+#: body together with the rest of the program, which at full network sizes rounds some
+#: reductions differently in the last bit than the same body in the loop of S > 1 seeds
+#: (seen 2026-12-02: a sac-lag critic's Adam moment after one update on HalfCheetahVelocity,
+#: then visibly different curves after 3,000 updates). Without the pass the one-seed program
+#: keeps its loop, and seed k alone is bitwise seed k among others.
+SEED_MAP_OPTIONS: dict[str, str] = {"xla_disable_hlo_passes": "simplify-while-loops"}
+
+
+def with_extra(options: dict[str, str] | None, extra: dict[str, str] | None) -> Any:
+    """`options` (None: XLA's defaults) with the entries of `extra` added."""
+    if not extra:
+        return options
+    return {**(options or {}), **extra}
+
+
+def tuned_jit(
+    fun: Callable[..., Any] | None = None,
+    *,
+    extra_options: dict[str, str] | None = None,
+    **jit_kwargs: Any,
+) -> Any:
+    """`jax.jit` with this package's compiler options (plus `extra_options`, which apply on
+    every backend and whatever `ALGD_JAX_CPU_TUNING` says); usable as `@tuned_jit` or
     `@tuned_jit(donate_argnums=0, ...)` with any `jax.jit` keyword."""
     if fun is None:
-        return functools.partial(tuned_jit, **jit_kwargs)
-    return _TunedJit(fun, jit_kwargs)
+        return functools.partial(tuned_jit, extra_options=extra_options, **jit_kwargs)
+    return _TunedJit(fun, jit_kwargs, extra_options)

@@ -5,9 +5,10 @@ Every function here takes one seed's state and is mapped over a leading seed axi
 stacked states (`stack`), in one of two ways:
 
 * `map` (`lax.map`): the seeds run one after the other inside one compiled program. Each
-  seed executes exactly the program a single seed executes, so seed k of a multi-seed run
-  gives bitwise the numbers of seed k alone. On a CPU, whose cores are already busy with one
-  seed's matrix products, this costs what S separate runs cost.
+  seed executes the program a single seed executes, so seed k of a multi-seed run gives
+  bitwise the numbers of seed k alone; that needs XLA to keep the loop of a lone seed
+  (`seed_axis_options`, `compile_options.SEED_MAP_OPTIONS`). On a CPU, whose cores are
+  already busy with one seed's matrix products, this costs what S separate runs cost.
 * `vmap`: the seeds are one batched computation, which is what makes S seeds cost little
   more than one on an accelerator. Batched products round differently in the last bit
   (measured: 1e-7 after 30 updates), so seeds then match a lone run only to float rounding.
@@ -42,7 +43,13 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from algd_jax.compile_options import compiler_options, program_precision, tuned_jit
+from algd_jax.compile_options import (
+    SEED_MAP_OPTIONS,
+    compiler_options,
+    program_precision,
+    tuned_jit,
+    with_extra,
+)
 from algd_jax.types import Batch, Metrics
 
 if TYPE_CHECKING:  # the registry imports every algorithm; the loops import this module
@@ -132,6 +139,13 @@ def _over_block(fn: Callable[..., Any], axis: SeedAxis, num_mapped: int) -> Call
         return jax.lax.map(lambda xs: fn(*xs, *shared), tuple(args[:num_mapped]))
 
     return mapped
+
+
+def seed_axis_options(axis: SeedAxis) -> dict[str, str] | None:
+    """The compiler options a program mapped over seeds on `axis` needs (for `tuned_jit`'s
+    `extra_options`): on `map`, `SEED_MAP_OPTIONS`, which keep a lone seed bitwise equal
+    to that seed among others."""
+    return dict(SEED_MAP_OPTIONS) if axis == "map" else None
 
 
 def over_seeds(fn: Callable[..., Any], axis: SeedAxis, num_mapped: int) -> Callable[..., Any]:
@@ -248,8 +262,9 @@ class Programs:
                 jnp.asarray(env_step, jnp.int32),
             )
 
-        self._act = tuned_jit(act_all, static_argnames="deterministic")
-        self._train = tuned_jit(train_all, donate_argnums=(0, 1))
+        extra = seed_axis_options(axis)
+        self._act = tuned_jit(act_all, static_argnames="deterministic", extra_options=extra)
+        self._train = tuned_jit(train_all, donate_argnums=(0, 1), extra_options=extra)
 
     def act(
         self, states: Any, obs: Any, keys: Any, step: Any, deterministic: bool = False
@@ -375,7 +390,9 @@ class _StatePassing:
         def run(read: list[jax.Array], *a: Any) -> Any:
             return over_seeds(one, axis, num_mapped)(read, *a)
 
-        options = compiler_options(program_precision((states,), {}))
+        options = with_extra(
+            compiler_options(program_precision((states,), {})), seed_axis_options(axis)
+        )
         return jax.jit(run, compiler_options=options), changed, needed, layout
 
     def __call__(self, states: Any, *args: Any) -> tuple[Any, dict[str, np.ndarray]]:
@@ -521,7 +538,7 @@ class OnPolicyPrograms:
         self._plain_step = _StatePassing(plain_step_one, axis, 3)
         self._act = _StatePassing(act_one, axis, 3)
         self._values = _StatePassing(values_one, axis, 2)
-        self.update = tuned_jit(update_all, donate_argnums=0)
+        self.update = tuned_jit(update_all, donate_argnums=0, extra_options=seed_axis_options(axis))
 
     def observe(
         self, states: Any, obs: np.ndarray, final_obs: np.ndarray, final_mask: np.ndarray

@@ -6,6 +6,7 @@ they are plain helpers with arguments, not fixtures.
 
 from __future__ import annotations
 
+import csv
 import os
 import subprocess
 import sys
@@ -191,3 +192,13 @@ def flat(tree) -> np.ndarray:
 def assert_states_close(a, b, rtol: float = 2e-5, atol: float = 1e-6) -> None:
     for x, y in zip(leaves(a), leaves(b), strict=True):
         np.testing.assert_allclose(x, y, rtol=rtol, atol=atol)
+
+
+def progress_rows(path: Path) -> list[dict[str, str]]:
+    """The rows of a progress.csv (a run directory or the file itself) without the
+    machine-speed columns, for comparing two runs' numbers."""
+    from algd_jax.training import timing_free
+
+    path = path / "progress.csv" if path.is_dir() else path
+    with path.open(newline="") as f:
+        return [timing_free(r) for r in csv.DictReader(f)]

@@ -33,9 +33,8 @@ import pytest
 
 from experiments import evaluate, plot, summarize
 from experiments.run import main
-from tests.conftest import REPO, run_modules
-from tests.test_on_device_loop import rows
-from tests.test_run_data_safety import _largest_agent_file, one_line, tree_hash
+from tests.conftest import REPO, progress_rows, run_modules
+from tests.test_run_data_safety import damage_checkpoint, one_line, tree_hash
 
 COMMON = ["--task", "DiffDriveCircle", "--seed", "0", "--eval-episodes", "1", "--progress", "off"]
 TINY_ALGD = [
@@ -78,7 +77,7 @@ def finished(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     loop = request.param
     run_dir = tmp_path_factory.mktemp(loop) / "run"
     assert main(flags(loop) + ["--run-dir", str(run_dir)]) == 0
-    assert len(rows(run_dir / "progress.csv")) == 3
+    assert len(progress_rows(run_dir)) == 3
     return loop, run_dir
 
 
@@ -196,19 +195,6 @@ CHECKPOINT_DAMAGE = {
 }
 
 
-def _damage_checkpoint(checkpoint: Path, damage: str) -> None:
-    if damage == "manifest":
-        path = checkpoint / "agent" / "manifest.ocdbt"
-        path.write_bytes(path.read_bytes()[:10])
-    elif damage == "metadata":
-        path = checkpoint / "_CHECKPOINT_METADATA"
-        path.write_bytes(path.read_bytes()[:20])
-    else:  # files.json deleted and the largest data file truncated
-        (checkpoint / "files.json").unlink()
-        data = _largest_agent_file(checkpoint)
-        data.write_bytes(data.read_bytes()[:100])
-
-
 def test_a_damaged_checkpoint_is_one_line_naming_the_file_and_the_fallback(
     finished: tuple, tmp_path: Path
 ) -> None:
@@ -222,7 +208,7 @@ def test_a_damaged_checkpoint_is_one_line_naming_the_file_and_the_fallback(
     for damage in [*CHECKPOINT_DAMAGE, "evaluate"]:
         run = tmp_path / damage
         shutil.copytree(source, run)
-        _damage_checkpoint(
+        damage_checkpoint(
             run / "checkpoints/last" / str(steps), damage.replace("evaluate", "manifest")
         )
         if damage == "evaluate":
@@ -331,7 +317,7 @@ def test_a_full_disk_stops_the_run_with_one_line_and_resume_completes_it(
     assert sorted(p.name for p in (run_dir / "checkpoints/last").iterdir()) == [str(first)]
     filler.unlink()
     assert main(["--resume", str(run_dir)]) == 0
-    assert rows(run_dir / "progress.csv") == rows(uninterrupted / "progress.csv")
+    assert progress_rows(run_dir) == progress_rows(uninterrupted)
     assert (run_dir / "finished.json").is_file()
 
 

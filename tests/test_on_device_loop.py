@@ -4,15 +4,14 @@ it cannot run."""
 
 from __future__ import annotations
 
-import csv
 import json
 import shutil
 from pathlib import Path
 
 import pytest
 
-from algd_jax.training import timing_free
 from experiments.run import main
+from tests.conftest import progress_rows
 from tests.test_run_data_safety import one_line, tree_hash
 
 #: Two DiffDriveCircle seeds, 100 warm-up steps then two 200-step epochs, tiny ALGD.
@@ -24,11 +23,6 @@ DEVICE_TINY = [
     "--ensemble-size", "2", "--mc-samples", "2", "--diffusion-steps", "2",
     "--critic-hidden", "16", "--score-hidden", "16",
 ]  # fmt: skip
-
-
-def rows(path: Path) -> list[dict[str, str]]:
-    with path.open(newline="") as f:
-        return [timing_free(r) for r in csv.DictReader(f)]
 
 
 @pytest.fixture(scope="module")
@@ -47,11 +41,11 @@ def test_a_resumed_device_run_equals_an_uninterrupted_one(
     short = [*DEVICE_TINY]
     short[short.index("--total-steps") + 1] = "300"
     assert main(short + ["--run-dir", str(run_dir)]) == 0
-    assert len(rows(run_dir / "seed0" / "progress.csv")) == 1
+    assert len(progress_rows(run_dir / "seed0")) == 1
     assert main(["--resume", str(run_dir), "--total-steps", "500", "--progress", "off"]) == 0
     for seed in ("seed0", "seed1"):
-        resumed = rows(run_dir / seed / "progress.csv")
-        assert resumed == rows(uninterrupted / seed / "progress.csv")
+        resumed = progress_rows(run_dir / seed)
+        assert resumed == progress_rows(uninterrupted / seed)
         assert [r["env_steps"] for r in resumed] == ["300", "500"]
         assert (run_dir / seed / "finished.json").is_file()
 

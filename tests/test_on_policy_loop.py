@@ -6,7 +6,6 @@ SIGKILL in the middle of a rollout, and refused resumes that leave the run byte-
 
 from __future__ import annotations
 
-import csv
 import json
 import shutil
 import subprocess
@@ -21,10 +20,9 @@ import pytest
 from algd_jax.checkpointing import Checkpointer, digest
 from algd_jax.programs import new_state, unstack
 from algd_jax.train_config import parse_command_line, resolve_hparams, resolve_task
-from algd_jax.training import timing_free
 from algd_jax.training.on_policy import OnPolicyLoop
 from experiments.run import main
-from tests.conftest import REPO
+from tests.conftest import REPO, progress_rows
 from tests.test_run_data_safety import one_line, tree_hash
 
 #: DiffDriveCircle (100-step episodes, so episodes end inside rollouts), 2 envs per seed,
@@ -35,11 +33,6 @@ PPO_TINY = [
     "--actor-hidden", "16", "--critic-hidden", "16", "--episode-window", "4",
     "--eval-episodes", "1", "--progress", "off",
 ]  # fmt: skip
-
-
-def rows(path: Path) -> list[dict[str, str]]:
-    with path.open(newline="") as f:
-        return [timing_free(r) for r in csv.DictReader(f)]
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +50,7 @@ def test_tiny_run_save_load_and_no_recompilation(tmp_path: Path) -> None:
         parse_command_line(PPO_TINY + ["--total-steps", "200", "--run-dir", str(run_dir)])
     )
     loop.run()
-    progress = rows(run_dir / "progress.csv")
+    progress = progress_rows(run_dir)
     assert [r["env_steps"] for r in progress] == ["100", "200"]
     assert [r["updates"] for r in progress] == ["1", "2"]
     # 2 envs x 50 steps per rollout on 100-step episodes: both envs end one in rollout 2
@@ -93,10 +86,10 @@ def test_resumed_seed_k_of_several_equals_seed_k_alone(uninterrupted: Path, tmp_
     )
     assert main(["--resume", str(group), "--total-steps", "300", "--progress", "off"]) == 0
     assert main(PPO_TINY + ["--seed", "1", "--total-steps", "300", "--run-dir", str(alone)]) == 0
-    expected = rows(uninterrupted / "seed1" / "progress.csv")
-    assert rows(group / "seed1" / "progress.csv") == expected
-    assert rows(alone / "progress.csv") == expected
-    assert rows(group / "seed0" / "progress.csv") == rows(uninterrupted / "seed0" / "progress.csv")
+    expected = progress_rows(uninterrupted / "seed1")
+    assert progress_rows(group / "seed1") == expected
+    assert progress_rows(alone) == expected
+    assert progress_rows(group / "seed0") == progress_rows(uninterrupted / "seed0")
     config = parse_command_line(PPO_TINY + ["--seed", "1"])
     spec = resolve_task(config)
     template = new_state(config.algorithm, resolve_hparams(config, spec), spec, seed=1)
@@ -142,10 +135,10 @@ def test_sigkill_mid_rollout_then_resume_equals_an_uninterrupted_run(
     )
     assert done.returncode == -9, done.stderr
     # killed in the second rollout: its first epoch is logged and checkpointed, no more
-    assert [r["env_steps"] for r in rows(run_dir / "seed0" / "progress.csv")] == ["100"]
+    assert [r["env_steps"] for r in progress_rows(run_dir / "seed0")] == ["100"]
     assert main(["--resume", str(run_dir), "--progress", "off"]) == 0
     for seed in ("seed0", "seed1"):
-        assert rows(run_dir / seed / "progress.csv") == rows(uninterrupted / seed / "progress.csv")
+        assert progress_rows(run_dir / seed) == progress_rows(uninterrupted / seed)
 
 
 def test_refused_resumes_of_an_on_policy_run_leave_it_byte_identical(

@@ -181,10 +181,22 @@ def test_resume_of_a_file_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert "is a file, not a run directory" in one_line(capsys)
 
 
-def _truncate_manifest(run: Path, which: str = "last") -> None:
-    step = max(int(p.name) for p in (run / "checkpoints" / which).iterdir() if p.name.isdigit())
-    manifest = run / "checkpoints" / which / str(step) / "agent" / "manifest.ocdbt"
-    manifest.write_bytes(manifest.read_bytes()[:10])
+def damage_checkpoint(checkpoint: Path, damage: str) -> None:
+    """Damage one saved checkpoint directory (`.../checkpoints/last/300`) in place:
+    "manifest" truncates orbax's agent manifest, "metadata" its _CHECKPOINT_METADATA, and
+    "no-files-json" deletes our record of the files and truncates the largest data file."""
+    if damage == "manifest":
+        path = checkpoint / "agent" / "manifest.ocdbt"
+        path.write_bytes(path.read_bytes()[:10])
+    elif damage == "metadata":
+        path = checkpoint / "_CHECKPOINT_METADATA"
+        path.write_bytes(path.read_bytes()[:20])
+    elif damage == "no-files-json":
+        (checkpoint / "files.json").unlink()
+        data = max((checkpoint / "agent").rglob("d/*"), key=lambda p: p.stat().st_size)
+        data.write_bytes(data.read_bytes()[:100])
+    else:
+        raise ValueError(damage)
 
 
 #: The damaged-checkpoint cases that must go through a real process (its exit status, and
@@ -202,15 +214,9 @@ def in_process(finished: Path, tmp_path_factory: pytest.TempPathFactory) -> dict
     for name in PROCESS_CASES:
         run = root / name
         shutil.copytree(finished, run)
-        if name.startswith("manifest"):
-            _truncate_manifest(run)
-        elif name == "metadata":
-            path = run / "checkpoints/last/300/_CHECKPOINT_METADATA"
-            path.write_bytes(path.read_bytes()[:20])
-        else:
-            (run / "checkpoints/last/300/files.json").unlink()
-            data = _largest_agent_file(run / "checkpoints/last/300")
-            data.write_bytes(data.read_bytes()[:100])
+        damage_checkpoint(
+            run / "checkpoints/last/300", "manifest" if name.startswith("manifest") else name
+        )
         if name == "manifest-evaluate":
             commands.append(("experiments.evaluate", [str(run), "--episodes", "1"]))
         else:
@@ -355,10 +361,6 @@ def test_a_field_added_by_a_later_version_at_its_default_does_not_block_resume(
 
 
 # The damaged-config and damaged-CSV cases of every loop: tests/test_loop_matrix.py.
-
-
-def _largest_agent_file(checkpoint: Path) -> Path:
-    return max((checkpoint / "agent").rglob("d/*"), key=lambda p: p.stat().st_size)
 
 
 @pytest.mark.parametrize("damage", ["no-files-json", "metadata"])

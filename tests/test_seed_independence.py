@@ -1,8 +1,12 @@
 """Seed k of a multi-seed run on the `map` seed axis is bitwise seed k alone: the compiled
-programs for S = 2 and S = 1 seeds give the same states, epoch metric sums and actions
-(issue 22 reported a 7e-7 relative difference in `train/target_qc`; at this commit, with
-DiffDriveCircle, --critic-hidden 16 --score-hidden 16 --ensemble-size 2 --mc-samples 2 and
-the tiny test loop, both progress.csv files were identical to the last digit)."""
+programs for S = 2 and S = 1 seeds give the same states, epoch metric sums and actions.
+
+Issue 22 reported a 7e-7 relative difference in `train/target_qc`, and on 2026-12-02 a sweep
+of sac-lag on HalfCheetahVelocity showed lone seeds drifting from the same seeds run
+together: XLA removed the one-seed program's loop over seeds and rounded a reduction
+differently in the last bit. `programs.seed_axis_options` keeps that loop; the sac-lag test
+below failed without it.
+"""
 
 from __future__ import annotations
 
@@ -37,3 +41,62 @@ def test_one_seed_of_two_is_bitwise_the_seed_alone_on_the_map_axis() -> None:
         a_two = np.asarray(progs.act(two, obs, keys, 3, deterministic))
         a_one = np.asarray(progs.act(one, obs[:1], keys[:1], 3, deterministic))
         np.testing.assert_array_equal(a_one[0], a_two[0])
+
+
+def _sac_lag_run(num_seeds: int, calls: int = 4) -> list[list[np.ndarray]]:
+    """Seed 0's learner leaves after each of `calls` train calls of sac-lag (16 units, 16
+    rows, U = 1, with a `LoopInfo`) on HalfCheetahVelocity's shapes, with `num_seeds`
+    seeds in the program; the batches and infos of seed 0 are the same for any count."""
+    from algd_jax.algorithms.base import LoopInfo
+    from algd_jax.envs import get_task
+    from algd_jax.types import Batch
+
+    algo = get_algorithm("sac-lag")
+    spec = get_task("HalfCheetahVelocity")
+    config = algo.resolve(algo.default_config(actor_hidden=16, critic_hidden=16), spec)
+    progs = programs.Programs(algo.act, algo.update, "map", algo.observe)
+    names = tuple(algo.metric_names(config))
+    states = programs.stack([programs.new_state(algo, config, spec, s) for s in range(num_seeds)])
+    sums = programs.new_sums(names, num_seeds)
+    rows, window = 16, 4
+    seen = []
+    for call in range(calls):
+        rng = np.random.default_rng(call)
+
+        def draw(*shape: int, rng: np.random.Generator = rng) -> np.ndarray:
+            return rng.normal(size=(2, 1, rows, *shape)).astype(np.float32)[:num_seeds]
+
+        ones = np.ones((num_seeds, 1, rows), np.float32)
+        batch = Batch(
+            obs=draw(spec.obs_dim),
+            action=np.tanh(draw(spec.act_dim)),
+            reward=draw(),
+            cost=np.abs(draw()),
+            next_obs=draw(spec.obs_dim),
+            mask_r=ones,
+            mask_c=ones,
+        )
+        full = lambda value, *shape: np.full((num_seeds, *shape), value)  # noqa: E731
+        info = LoopInfo(
+            env_step=full(1000 + call).astype(np.int32),
+            epoch=full(1).astype(np.int32),
+            update_step=full(call).astype(np.int32),
+            total_updates=full(1000).astype(np.int32),
+            episode_costs=full(30.0, window).astype(np.float32),
+            episode_discounted_costs=full(3.0, window).astype(np.float32),
+            episode_returns=full(0.0, window).astype(np.float32),
+            episode_count=full(window).astype(np.int32),
+        )
+        info = jax.tree.map(jax.numpy.asarray, info)
+        states, sums = progs.train(states, sums, batch, call, 1000 + call, info)
+        seen.append([np.array(x)[0] for x in leaves(states)])
+    return seen
+
+
+def test_a_lone_seed_is_bitwise_that_seed_of_two_for_sac_lag() -> None:
+    # Without `seed_axis_options` (XLA removing the one-seed program's loop over seeds) a
+    # critic's Adam moment differed in the last bit from the second call on (2026-12-02,
+    # AMD Zen 3): a lone run and the same seed in a group then drift apart.
+    for call, (one, two) in enumerate(zip(_sac_lag_run(1), _sac_lag_run(2), strict=True)):
+        for i, (x, y) in enumerate(zip(one, two, strict=True)):
+            np.testing.assert_array_equal(x, y, err_msg=f"call {call}, leaf {i}")

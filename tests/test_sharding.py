@@ -8,7 +8,6 @@ count is fixed when JAX starts."""
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import subprocess
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, tiny_flags
+from tests.conftest import REPO, progress_rows, tiny_flags
 
 FORCE = "--xla_force_host_platform_device_count="
 
@@ -67,21 +66,14 @@ def _train(root: Path) -> tuple[dict, str]:
     return json.loads(done.stdout.strip().splitlines()[-1]), done.stderr
 
 
-def _rows(seed_dir: Path) -> list[dict[str, str]]:
-    with (seed_dir / "progress.csv").open() as fh:
-        return [
-            {k: v for k, v in r.items() if not k.startswith("time/")} for r in csv.DictReader(fh)
-        ]
-
-
 def test_sharded_seed_axis_gives_the_numbers_of_one_device(tmp_path: Path) -> None:
     info, err = _train(tmp_path)
     assert info["devices"] == 2
     # every leaf of the learner states is split on its seed axis over both devices
     assert info["specs"] == ["seed"] and info["state_devices"] == [2]
     for seed in (0, 1):
-        got = _rows(tmp_path / "two" / f"seed{seed}")
-        want = _rows(tmp_path / f"alone{seed}")
+        got = progress_rows(tmp_path / "two" / f"seed{seed}")
+        want = progress_rows(tmp_path / f"alone{seed}")
         assert [r["env_steps"] for r in got] == [r["env_steps"] for r in want] == ["100", "200"]
         for g, w in zip(got, want, strict=True):
             assert g.keys() == w.keys()

@@ -24,7 +24,7 @@ from algd_jax.sweep import grid
 from algd_jax.train_config import RunError
 from experiments import compare
 from experiments.sweep import main
-from tests.conftest import REPO, TINY
+from tests.conftest import REPO, TINY, progress_rows
 
 #: The tiny run flags without --progress (the sweep sets it).
 RUN_FLAGS = [t for i, t in enumerate(TINY) if "--progress" not in TINY[max(0, i - 1) : i + 1]]
@@ -36,14 +36,6 @@ CELLS = [f"{t}/{a}/seeds0-1" for t in TASKS for a in ("algd", "lgd")]
 
 def manifest(out: Path) -> dict:
     return json.loads((out / "manifest.json").read_text())
-
-
-def rows(seed_dir: Path) -> list[dict[str, str]]:
-    """progress.csv rows without the machine-speed columns."""
-    with (seed_dir / "progress.csv").open() as fh:
-        return [
-            {k: v for k, v in r.items() if not k.startswith("time/")} for r in csv.DictReader(fh)
-        ]
 
 
 def wait_for(condition: Callable[[], bool], what: str, timeout: float = 400.0) -> None:
@@ -73,7 +65,7 @@ def test_local_sweep_completes_with_readable_folders(local_sweep: Path) -> None:
             seed_dir = local_sweep / "runs" / cell / f"seed{seed}"
             assert job["run_dirs"][seed] == str(seed_dir)
             assert json.loads((seed_dir / "finished.json").read_text())["env_steps"] == 200
-            assert [r["epoch"] for r in rows(seed_dir)] == ["1", "2"]
+            assert [r["epoch"] for r in progress_rows(seed_dir)] == ["1", "2"]
             assert json.loads((seed_dir / "config.json").read_text())["config"]["seed"] == seed
 
 
@@ -223,10 +215,10 @@ def test_killed_job_and_killed_sweep_resume_to_the_same_numbers(
             "--resume"
         ) == 1
         for seed in (0, 1):
-            got = rows(out / "runs" / cell / f"seed{seed}")
+            got = progress_rows(out / "runs" / cell / f"seed{seed}")
             assert [r["epoch"] for r in got] == ["1", "2", "3", "4"]  # each epoch once
             # the same numbers as the uninterrupted 200-step sweep, epoch for epoch
-            want = rows(local_sweep / "runs" / cell / f"seed{seed}")
+            want = progress_rows(local_sweep / "runs" / cell / f"seed{seed}")
             for g, w in zip(got[:2], want, strict=True):
                 assert g == w, {k: (g[k], w[k]) for k in w if g.get(k) != w[k]}
 
@@ -246,7 +238,7 @@ def test_compare_on_the_tiny_sweep(local_sweep: Path, tmp_path: Path) -> None:
         mine = [s for s in seeds if (s["task"], s["label"]) == (row["task"], row["label"])]
         # the per-seed CSV holds the last evaluation of each seed's progress.csv
         for s in mine:
-            last = rows(Path(s["run_dir"]))[-1]
+            last = progress_rows(Path(s["run_dir"]))[-1]
             assert float(s["return"]) == float(last["eval/return"])
             assert float(s["cost"]) == float(last[f"eval/{s['cost_kind']}"])
         rets = np.array([float(s["return"]) for s in mine])
@@ -294,8 +286,8 @@ def test_ray_sweep_gives_the_local_numbers(ray_runtime, local_sweep: Path, tmp_p
         job = data["jobs"][cell]
         assert (job["status"], job["executor"], job["exit_code"]) == ("finished", "ray", 0)
         for seed in (0, 1):
-            got = rows(out / "runs" / cell / f"seed{seed}")
-            want = rows(local_sweep / "runs" / cell / f"seed{seed}")
+            got = progress_rows(out / "runs" / cell / f"seed{seed}")
+            want = progress_rows(local_sweep / "runs" / cell / f"seed{seed}")
             assert len(got) == len(want) == 2
             for g, w in zip(got, want, strict=True):
                 assert g == w, {k: (g[k], w[k]) for k in w if g.get(k) != w[k]}

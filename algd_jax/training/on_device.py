@@ -63,7 +63,7 @@ from algd_jax.algorithms.base import LoopInfo
 from algd_jax.compile_options import tuned_jit
 from algd_jax.envs import TaskSpec, get_task
 from algd_jax.envs.toy import DEFAULT_BANDIT, TwoModeBandit
-from algd_jax.programs import SeedAxis, fused, over_seeds, stack, unstack
+from algd_jax.programs import SeedAxis, fused, over_seeds, seed_axis_options, stack, unstack
 from algd_jax.train_config import RunError, TrainConfig
 from algd_jax.training.lifecycle import TrainResult
 from algd_jax.types import Batch
@@ -550,7 +550,8 @@ def train_bandit(
     states = stack([algorithm.init(config, spec, jax.random.key(s)) for s in seeds])
     keys = jnp.stack([jax.random.fold_in(jax.random.key(s), LOOP_STREAM) for s in seeds])
     one = lambda st, k: _run_one(algorithm, st, k, run, bandit)  # noqa: E731
-    states, traces = tuned_jit(over_seeds(one, seed_axis, 2))(states, keys)
+    program = tuned_jit(over_seeds(one, seed_axis, 2), extra_options=seed_axis_options(seed_axis))
+    states, traces = program(states, keys)
     return states, {k: np.asarray(v) for k, v in traces.items()}
 
 
@@ -653,8 +654,11 @@ class OnDeviceLoop:
             ended = {"totals": carry.ended, "count": carry.ended_count}
             return carry, (jax.tree.map(jnp.mean, traces), evaluation, ended)
 
-        self.start_program = tuned_jit(over_seeds(loop.start, axis, 2))
-        self.epoch_program = tuned_jit(over_seeds(epoch, axis, 3), donate_argnums=0)
+        extra = seed_axis_options(axis)
+        self.start_program = tuned_jit(over_seeds(loop.start, axis, 2), extra_options=extra)
+        self.epoch_program = tuned_jit(
+            over_seeds(epoch, axis, 3), donate_argnums=0, extra_options=extra
+        )
         self.agents = stack([new_state(algorithm, hparams, spec, s) for s in self.seeds])
         self.loop_keys = jnp.stack(
             [jax.random.fold_in(jax.random.key(s), LOOP_STREAM) for s in self.seeds]
