@@ -538,7 +538,11 @@ class OnPolicyPrograms:
         self._plain_step = _StatePassing(plain_step_one, axis, 3)
         self._act = _StatePassing(act_one, axis, 3)
         self._values = _StatePassing(values_one, axis, 2)
-        self.update = tuned_jit(update_all, donate_argnums=0, extra_options=seed_axis_options(axis))
+        # Not with `seed_axis_options`: on PPO-Lag's update phase (epochs x minibatches in
+        # nested loops) it was the option that made a lone seed round differently from the
+        # same seed among two (tests/test_on_policy_loop.py, 2026-12-02); XLA's defaults
+        # keep them bitwise equal there.
+        self.update = tuned_jit(update_all, donate_argnums=0)
 
     def observe(
         self, states: Any, obs: np.ndarray, final_obs: np.ndarray, final_mask: np.ndarray
