@@ -202,13 +202,13 @@ class _TunedJit:
         return getattr(self._get(), name)
 
 
-#: The option of every program mapped over seeds with `lax.map` (the `map` seed axis). XLA's
-#: while-loop simplifier removes the loop over seeds when there is one seed and compiles its
-#: body together with the rest of the program, which at full network sizes rounds some
-#: reductions differently in the last bit than the same body in the loop of S > 1 seeds
-#: (seen 2026-12-02: a sac-lag critic's Adam moment after one update on HalfCheetahVelocity,
-#: then visibly different curves after 3,000 updates). Without the pass the one-seed program
-#: keeps its loop, and seed k alone is bitwise seed k among others.
+#: The option of the programs mapped over seeds with `lax.map` (the `map` seed axis; see
+#: `programs.seed_axis_options` for which). XLA's while-loop simplifier removes the loop over
+#: seeds when there is one seed, and the one-seed program then rounded some reductions
+#: differently in the last bit from the same seed in the loop of S > 1 seeds (seen
+#: 2026-12-02: a sac-lag critic's Adam moment after one update on HalfCheetahVelocity, then
+#: visibly different curves after 3,000 updates). Without the pass, seed k alone was bitwise
+#: seed k among others in every program tested with it except PPO-Lag's update phase.
 SEED_MAP_OPTIONS: dict[str, str] = {"xla_disable_hlo_passes": "simplify-while-loops"}
 
 

@@ -144,7 +144,8 @@ def _over_block(fn: Callable[..., Any], axis: SeedAxis, num_mapped: int) -> Call
 def seed_axis_options(axis: SeedAxis) -> dict[str, str] | None:
     """The compiler options a program mapped over seeds on `axis` needs (for `tuned_jit`'s
     `extra_options`): on `map`, `SEED_MAP_OPTIONS`, which keep a lone seed bitwise equal
-    to that seed among others."""
+    to that seed among others. Used by the off-policy programs, the on-policy acting
+    programs and the on-device loop; not by PPO-Lag's update phase (see there)."""
     return dict(SEED_MAP_OPTIONS) if axis == "map" else None
 
 

@@ -11,6 +11,7 @@ below failed without it.
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -49,7 +50,7 @@ def _sac_lag_run(num_seeds: int, calls: int = 4) -> list[list[np.ndarray]]:
     seeds in the program; the batches and infos of seed 0 are the same for any count."""
     from algd_jax.algorithms.base import LoopInfo
     from algd_jax.envs import get_task
-    from algd_jax.types import Batch
+    from benchmarks.common import make_batch  # HalfCheetah's 17 x 6 shapes
 
     algo = get_algorithm("sac-lag")
     spec = get_task("HalfCheetahVelocity")
@@ -58,36 +59,24 @@ def _sac_lag_run(num_seeds: int, calls: int = 4) -> list[list[np.ndarray]]:
     names = tuple(algo.metric_names(config))
     states = programs.stack([programs.new_state(algo, config, spec, s) for s in range(num_seeds)])
     sums = programs.new_sums(names, num_seeds)
-    rows, window = 16, 4
+    window = 4
     seen = []
     for call in range(calls):
-        rng = np.random.default_rng(call)
-
-        def draw(*shape: int, rng: np.random.Generator = rng) -> np.ndarray:
-            return rng.normal(size=(2, 1, rows, *shape)).astype(np.float32)[:num_seeds]
-
-        ones = np.ones((num_seeds, 1, rows), np.float32)
-        batch = Batch(
-            obs=draw(spec.obs_dim),
-            action=np.tanh(draw(spec.act_dim)),
-            reward=draw(),
-            cost=np.abs(draw()),
-            next_obs=draw(spec.obs_dim),
-            mask_r=ones,
-            mask_c=ones,
+        # drawn for two seeds and cut, so that seed 0's rows do not depend on `num_seeds`
+        batch = jax.tree.map(
+            lambda x: x[:num_seeds], make_batch(np.random.default_rng(call), 16, (2, 1))
         )
-        full = lambda value, *shape: np.full((num_seeds, *shape), value)  # noqa: E731
+        full = lambda value, dtype, *shape: jnp.full((num_seeds, *shape), value, dtype)  # noqa: E731
         info = LoopInfo(
-            env_step=full(1000 + call).astype(np.int32),
-            epoch=full(1).astype(np.int32),
-            update_step=full(call).astype(np.int32),
-            total_updates=full(1000).astype(np.int32),
-            episode_costs=full(30.0, window).astype(np.float32),
-            episode_discounted_costs=full(3.0, window).astype(np.float32),
-            episode_returns=full(0.0, window).astype(np.float32),
-            episode_count=full(window).astype(np.int32),
+            env_step=full(1000 + call, jnp.int32),
+            epoch=full(1, jnp.int32),
+            update_step=full(call, jnp.int32),
+            total_updates=full(1000, jnp.int32),
+            episode_costs=full(30.0, jnp.float32, window),
+            episode_discounted_costs=full(3.0, jnp.float32, window),
+            episode_returns=full(0.0, jnp.float32, window),
+            episode_count=full(window, jnp.int32),
         )
-        info = jax.tree.map(jax.numpy.asarray, info)
         states, sums = progs.train(states, sums, batch, call, 1000 + call, info)
         seen.append([np.array(x)[0] for x in leaves(states)])
     return seen
