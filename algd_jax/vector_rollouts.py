@@ -11,9 +11,13 @@ steps of every environment of every seed:
     states, rollout, finished = collector.collect(states)  # T steps -> Rollout of [S, T, E, ...]
     states, metrics = collector.programs.update(states, rollout, info)
 
-Per env step there is one compiled call for all seeds (`OnPolicyPrograms.step`: push the final
-observations of the episodes that ended and the new observations into the learners'
-statistics, act), then the S vector envs are stepped on the host, one after the other. The
+Per env step the learners act (push the final observations of the episodes that ended and
+the new observations into the learners' statistics, act), then the S vector envs are stepped
+on the host, one after the other. An algorithm with a `HostActor` (PPO-Lag) acts in numpy,
+one actor per seed built at the rollout's start, its statistics written back into the state
+at the end: no compiled call per env step, which on a CPU costs several times the numpy
+arithmetic of a small policy. Without one, each env step is one compiled call for all seeds
+(`OnPolicyPrograms.step`); `host_acting=False` selects that path for any algorithm. The
 values of every row of a rollout (the observations acted on, the final observations, the
 observations after the last step) come from one call at its end (`OnPolicyPrograms.values`):
 the learner does not change during a rollout.
@@ -44,8 +48,8 @@ import jax.numpy as jnp
 import numpy as np
 from gymnasium.vector import SyncVectorEnv
 
-from algd_jax.algorithms.base import Rollout, bootstrap_values
-from algd_jax.programs import Acted, Observed, OnPolicyPrograms
+from algd_jax.algorithms.base import HostActor, Rollout, bootstrap_values
+from algd_jax.programs import Acted, Observed, OnPolicyPrograms, stack, unstack
 from algd_jax.rollouts import EPISODE_FIELDS, EpisodeStats, cost_of
 
 # The run's random streams (`algd_jax.training.streams`, the off-policy loop's), with the
@@ -149,6 +153,79 @@ def make_vector_envs(
 _bootstrap_all = jax.jit(jax.vmap(bootstrap_values))
 
 
+class _CompiledActing:
+    """Acting for one rollout through the compiled per-step programs (`OnPolicyPrograms`):
+    one call per env step for all seeds."""
+
+    def __init__(self, programs: OnPolicyPrograms, states: Any) -> None:
+        self.programs, self.states = programs, states
+
+    def act(self, obs_n: np.ndarray, noise: Any) -> Acted:
+        return self.programs.act(self.states, obs_n, noise)
+
+    def step(
+        self, obs: np.ndarray, noise: Any, final_obs: np.ndarray | None, final_mask: Any
+    ) -> Acted:
+        self.states, acted = self.programs.step(self.states, obs, noise, final_obs, final_mask)
+        return acted
+
+    def observe(self, obs: np.ndarray, final_obs: np.ndarray, final_mask: np.ndarray) -> Observed:
+        self.states, observed = self.programs.observe(self.states, obs, final_obs, final_mask)
+        return observed
+
+    def finish(self) -> Any:
+        return self.states
+
+
+class _HostActing:
+    """Acting for one rollout through the algorithm's `HostActor`s, one per seed, built
+    from the seeds' states at the start; `finish` writes their statistics back. No
+    compiled call per env step."""
+
+    def __init__(self, make: Callable[[Any], HostActor], states: Any, num_seeds: int) -> None:
+        self.states = states
+        self.actors = [make(unstack(states, k)) for k in range(num_seeds)]
+
+    def act(self, obs_n: np.ndarray, noise: Any) -> Acted:
+        return self._act(obs_n, noise, np.zeros_like(obs_n))
+
+    def _act(self, obs_n: np.ndarray, noise: Any, final_obs_n: np.ndarray) -> Acted:
+        outs = [
+            actor.act(obs_n[k], jax.tree.map(lambda x, k=k: x[k], noise))
+            for k, actor in enumerate(self.actors)
+        ]
+        env_action, raw, log_prob = (np.stack(parts) for parts in zip(*outs, strict=True))
+        return Acted(env_action, raw, log_prob, obs_n, final_obs_n)
+
+    def step(
+        self, obs: np.ndarray, noise: Any, final_obs: np.ndarray | None, final_mask: Any
+    ) -> Acted:
+        if final_obs is None:
+            observed = self.observe(obs, None, None)
+        else:
+            observed = self.observe(obs, final_obs, final_mask)
+        return self._act(observed.obs_n, noise, observed.final_obs_n)
+
+    def observe(
+        self, obs: np.ndarray, final_obs: np.ndarray | None, final_mask: np.ndarray | None
+    ) -> Observed:
+        outs = [
+            actor.observe(
+                obs[k],
+                None if final_obs is None else final_obs[k],
+                None if final_mask is None else final_mask[k],
+            )
+            for k, actor in enumerate(self.actors)
+        ]
+        obs_n, final_n = (np.stack(parts) for parts in zip(*outs, strict=True))
+        return Observed(obs_n, final_n)
+
+    def finish(self) -> Any:
+        return stack(
+            [actor.write_back(unstack(self.states, k)) for k, actor in enumerate(self.actors)]
+        )
+
+
 class VectorCollector:
     """Collects T-step rollouts of S seeds x E environments for an on-policy learner.
 
@@ -176,12 +253,14 @@ class VectorCollector:
         spec: TaskShape,
         programs: OnPolicyPrograms,
         clock: Clock | None = None,
+        host_acting: bool = True,
     ) -> None:
         if num_envs < 1 or rollout_steps < 1 or not seeds:
             raise ValueError("a collector needs at least one seed, one env and one step")
         self.seeds = [int(s) for s in seeds]
         self.num_envs, self.rollout_steps = int(num_envs), int(rollout_steps)
         self.spec, self.programs = spec, programs
+        self.host_actor = programs.parts.host_actor if host_acting else None
         self.clock: Clock = clock if clock is not None else untimed
         self.vecs = make_vector_envs(make_env, self.seeds, self.num_envs)
         self.keys = jnp.stack([jax.random.key(stream_seed(s, ACT_STREAM)) for s in self.seeds])
@@ -213,12 +292,18 @@ class VectorCollector:
             obs, _ = vec.reset()
             state.obs[k] = np.asarray(obs, np.float32)
         no_final = np.zeros_like(state.obs)
-        states, observed = self.programs.observe(
-            states, state.obs, no_final, np.zeros(state.episode_index.shape, bool)
-        )
+        acting = self._acting(states)
+        observed = acting.observe(state.obs, no_final, np.zeros(state.episode_index.shape, bool))
         state.obs_n[:] = observed.obs_n
         self.state = state
-        return states
+        return acting.finish()
+
+    def _acting(self, states: Any) -> _CompiledActing | _HostActing:
+        """How this rollout acts: the algorithm's `HostActor`s where it has one (and
+        `host_acting`), else the compiled per-step programs."""
+        if self.host_actor is not None:
+            return _HostActing(self.host_actor, states, len(self.seeds))
+        return _CompiledActing(self.programs, states)
 
     def restore(self, saved: CollectorState) -> None:
         """Continue from a saved `CollectorState` (with the learner states saved with it):
@@ -289,7 +374,8 @@ class VectorCollector:
             counters = st.step[0] + np.arange(steps)
             noise = programs.noise(states, self.keys, counters, envs)
             at = lambda t: jax.tree.map(lambda x: x[:, t], noise)  # noqa: E731
-            acted = programs.act(states, st.obs_n, at(0))
+            acting = self._acting(states)
+            acted = acting.act(st.obs_n, at(0))
         for t in range(steps):
             with clock("record"):
                 obs_buf[:, t] = acted.obs_n
@@ -328,14 +414,16 @@ class VectorCollector:
             with clock("act"):
                 if t + 1 < steps:
                     finals = (final_obs, final_mask) if ended else (None, None)
-                    states, acted = programs.step(states, next_obs, at(t + 1), *finals)
+                    acted = acting.step(next_obs, at(t + 1), *finals)
                     latest: Acted | Observed = acted
                 else:
-                    states, latest = programs.observe(states, next_obs, final_obs, final_mask)
+                    latest = acting.observe(next_obs, final_obs, final_mask)
             with clock("record"):
                 st.obs_n[:] = latest.obs_n
                 if ended:
                     final_buf[:, t] = latest.final_obs_n
+        with clock("act"):
+            states = acting.finish()
 
         with clock("values"):
             # every value of the rollout in one call: the rows acted on, the final

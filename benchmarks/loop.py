@@ -165,13 +165,18 @@ def run_loop(
     }
 
 
-def on_policy_run(algo: str, steps: int, seeds: int, num_envs: int, seed_axis: str) -> dict:
+def on_policy_run(
+    algo: str, steps: int, seeds: int, num_envs: int, seed_axis: str, acting: str = "host"
+) -> dict:
     """One on-policy measurement (S seeds, E envs each, a rollout of `steps` env steps per
-    seed): a compiling rollout, then a fresh run of one rollout on the cached programs."""
+    seed): a compiling rollout, then a fresh run of one rollout on the cached programs.
+    `acting`: `host` (the algorithm's `HostActor`, the loop's default) or `compiled` (one
+    compiled call per env step)."""
     from collections import defaultdict
     from contextlib import contextmanager
 
     from algd_jax.envs import make_env
+    from algd_jax.run_files import read_progress
     from algd_jax.train_config import parse_command_line
     from algd_jax.training.on_policy import OnPolicyLoop
     from algd_jax.vector_rollouts import env_step_rate
@@ -191,11 +196,15 @@ def on_policy_run(algo: str, steps: int, seeds: int, num_envs: int, seed_axis: s
             "--total-steps", str(steps), "--eval-episodes", "0", "--progress", "off",
             "--seed-axis", seed_axis,
         ]  # fmt: skip
-        OnPolicyLoop(parse_command_line(argv + ["--run-dir", f"{tmp}/compile"])).run()
-        loop = OnPolicyLoop(parse_command_line(argv + ["--run-dir", f"{tmp}/run"]), clock=clock)
+        host = acting == "host"
+        compile_argv = argv + ["--run-dir", f"{tmp}/compile"]
+        OnPolicyLoop(parse_command_line(compile_argv), host_acting=host).run()
+        run_argv = argv + ["--run-dir", f"{tmp}/run"]
+        loop = OnPolicyLoop(parse_command_line(run_argv), clock=clock, host_acting=host)
         start = time.perf_counter()
         loop.run()
         wall = time.perf_counter() - start
+        row = read_progress(loop.run_dirs[0] / "progress.csv")[-1]
     env_only = env_step_rate(
         lambda: make_env(TASK), list(range(seeds)), num_envs, loop.spec, steps // num_envs
     )
@@ -205,8 +214,12 @@ def on_policy_run(algo: str, steps: int, seeds: int, num_envs: int, seed_axis: s
     return {
         "algo": algo,
         "task": TASK,
+        "acting": acting,
         "seeds": seeds,
         "num_envs": num_envs,
+        # passes over the rollout the update phase made (seed 0; the KL stop may end it
+        # before `update_iters`): the update's share scales with it
+        "update_passes": float(row["train/passes"]) if "train/passes" in row else None,
         "rollout_steps_per_seed": steps,
         "wall_s": wall,
         "env_steps_per_s_total": loop_rate,
@@ -221,15 +234,19 @@ def on_policy_main(args: Any) -> dict[str, Any]:
     counts = args.seeds or [1]
     runs = []
     for s in counts:
-        run = on_policy_run(args.algo, args.steps, s, args.num_envs, args.seed_axis)
-        runs.append(run)
-        shares = ", ".join(f"{k} {v:.0%}" for k, v in run["shares"].items())
-        print(
-            f"{args.algo} S={s} E={args.num_envs}: {run['env_steps_per_s_total']:.0f} env "
-            f"steps/s (loop), {run['env_only_env_steps_per_s_total']:.0f} env-only, ratio "
-            f"{run['loop_over_env_only']:.2f}; {shares}",
-            flush=True,
-        )
+        # both acting paths for each S, one after the other, so that they see the same load
+        for acting in ("host", "compiled"):
+            run = on_policy_run(args.algo, args.steps, s, args.num_envs, args.seed_axis, acting)
+            runs.append(run)
+            shares = ", ".join(f"{k} {v:.0%}" for k, v in run["shares"].items())
+            print(
+                f"{args.algo} S={s} E={args.num_envs} acting={acting}: "
+                f"{run['env_steps_per_s_total']:.0f} env steps/s (loop), "
+                f"{run['env_only_env_steps_per_s_total']:.0f} env-only, ratio "
+                f"{run['loop_over_env_only']:.2f}; {run['update_passes']:.0f} update passes; "
+                f"{shares}",
+                flush=True,
+            )
     result = {"benchmark": "loop", "machine": machine_info(), "runs": runs}
     path = write_result(result, args.out, f"loop_{args.algo}", args.quick)
     print(f"wrote {path}")

@@ -71,8 +71,10 @@ def _info(num: int, cost: float) -> LoopInfo:
     )
 
 
-def _collector(seeds: list[int], num_envs: int = E) -> VectorCollector:
-    return VectorCollector(lambda: make_env(TASK.name), seeds, num_envs, T, TASK, PROGRAMS)
+def _collector(seeds: list[int], num_envs: int = E, host_acting: bool = True) -> VectorCollector:
+    return VectorCollector(
+        lambda: make_env(TASK.name), seeds, num_envs, T, TASK, PROGRAMS, host_acting=host_acting
+    )
 
 
 def _plain(x: Any) -> np.ndarray:
@@ -173,7 +175,7 @@ def test_no_program_is_compiled_again_for_a_new_run_or_rollout(runs):
     # the fixture compiled S = 1 and S = 2; the programs are shared across the process, so
     # other test modules in the same worker may have compiled further shapes already
     before = PROGRAMS.cache_sizes()
-    assert min(before["update"], before["plain_step"], before["values"]) >= 2
+    assert min(before["update"], before["noise"], before["values"]) >= 2
     collector = _collector(SEEDS)
     states = collector.start(_states(SEEDS))
     for cost in (30.0, 10.0):
@@ -234,14 +236,31 @@ class _Counting(gymnasium.Env):
 COUNT_SEED = 11
 
 
-@pytest.fixture(scope="module")
-def counting() -> dict[str, Any]:
+ACTING = ("host", "compiled")
+
+
+@pytest.fixture(scope="module", params=ACTING)
+def counting(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Seed 11 on the counting env, acting through PPO-Lag's `HostActor` (the default) or
+    the compiled per-step programs: every test of the counting env checks both."""
     collector = VectorCollector(
-        lambda: TimeLimit(_Counting(), LIMIT), [COUNT_SEED], E, T, SHAPE, PROGRAMS
+        lambda: TimeLimit(_Counting(), LIMIT),
+        [COUNT_SEED],
+        E,
+        T,
+        SHAPE,
+        PROGRAMS,
+        host_acting=request.param == "host",
     )
     states = collector.start(_states([COUNT_SEED], CONFIG, SHAPE))
     states, rollout, finished = collector.collect(states)
-    return dict(states=states, rollout=rollout, finished=finished[0], collector=collector)
+    return dict(
+        states=states,
+        rollout=rollout,
+        finished=finished[0],
+        collector=collector,
+        host_acting=request.param == "host",
+    )
 
 
 def _walk(rollout: Any) -> list[dict[str, Any]]:
@@ -365,7 +384,9 @@ def test_seed_alone_equals_among_others_when_episodes_end_at_different_steps(cou
     make = lambda: TimeLimit(_Counting(), LIMIT)  # noqa: E731
     out = {}
     for name, seeds in (("pair", [11, 12]), ("alone", [12])):
-        collector = VectorCollector(make, seeds, E, T, SHAPE, PROGRAMS)
+        collector = VectorCollector(
+            make, seeds, E, T, SHAPE, PROGRAMS, host_acting=counting["host_acting"]
+        )
         states = collector.start(_states(seeds, CONFIG, SHAPE))
         states, rollout, finished = collector.collect(states)
         out[name] = (states, rollout, finished)
@@ -375,3 +396,27 @@ def test_seed_alone_equals_among_others_when_episodes_end_at_different_steps(cou
     _assert_same(jax.tree.map(lambda x: x[1], r_pair), jax.tree.map(lambda x: x[0], r_alone))
     np.testing.assert_array_equal(f_pair[1], f_alone[0])
     _assert_same(unstack(s_pair, 1).obs_norm, unstack(s_alone, 0).obs_norm)
+
+
+def test_host_acting_equals_the_compiled_programs_up_to_float32_rounding(runs):
+    """PPO-Lag's `HostActor` (numpy) against the compiled `normalize_observation` and
+    `rollout_act`: the same rollout of seeds 3 and 7, the same statistics after it, to
+    float32 rounding (the two sum in different orders, so not bitwise)."""
+    collector = _collector(SEEDS, host_acting=False)
+    states = collector.start(_states(SEEDS))
+    states, rollout, finished = collector.collect(states)
+    host = runs["pair"]
+    for name in rollout._fields:
+        np.testing.assert_allclose(
+            np.asarray(getattr(rollout, name), np.float64),
+            np.asarray(getattr(host["r1"], name), np.float64),
+            rtol=1e-5,
+            atol=1e-5,
+            err_msg=name,
+        )
+    for a, b in zip(finished, host["f1"], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    compiled_norm, host_norm = states.obs_norm, host["before_update"].obs_norm
+    np.testing.assert_array_equal(compiled_norm.count, host_norm.count)
+    np.testing.assert_allclose(compiled_norm.mean, host_norm.mean, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(compiled_norm.sumsq, host_norm.sumsq, rtol=1e-5, atol=1e-6)

@@ -81,6 +81,10 @@ seeds are mapped like every other program):
   holds the last W episodes the loop finished, in the order they finished, and
   `total_updates` is the number of update phases (rollouts) the run plans. Metrics: a flat
   dict of float32 scalars named `metric_names(config)`, one row per update phase.
+* `host_actor` (optional) does what `normalize_observation` and `rollout_act` do, for one
+  seed and one rollout, in numpy: the collector then acts with no compiled call per env
+  step (`HostActor`). Its results equal the compiled functions' up to float32 rounding,
+  and depend only on the seed's own state, observations and draws.
 """
 
 from __future__ import annotations
@@ -94,6 +98,7 @@ from typing import Any, Literal, NamedTuple, Protocol
 import flax.struct as struct
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from algd_jax.types import Batch, Metrics
 
@@ -208,6 +213,11 @@ class OnPolicyParts:
             one update phase; scalar float32 metrics named `metric_names(config)`.
         rollout_size: `config -> T * E`, the env steps of one rollout per seed, all its E
             envs together (static; the loop's `--num-envs` sets E and must divide it).
+        host_actor: optional `state -> HostActor` for one seed's state (no seed axis): the
+            same acting as `normalize_observation` and `rollout_act`, in numpy on the host,
+            for one rollout. When given, the collector acts through it, with no compiled
+            call per env step (a small program's dispatch costs more than the simulator's
+            step on a CPU); `None`: the compiled per-step programs act.
     """
 
     normalize_observation: Callable[[Any, jax.Array, jax.Array | None], tuple[Any, jax.Array]]
@@ -216,6 +226,35 @@ class OnPolicyParts:
     values: Callable[[Any, jax.Array], tuple[jax.Array, jax.Array]]
     update_rollout: Callable[[Any, Rollout, LoopInfo], tuple[Any, Metrics]]
     rollout_size: Callable[[Any], int]
+    host_actor: Callable[[Any], HostActor] | None = None
+
+
+class HostActor(Protocol):
+    """One seed's acting during one rollout, on the host (`OnPolicyParts.host_actor`).
+
+    Built from the seed's learner state at the start of a rollout; the learner does not
+    change during it except for its observation statistics, which the actor keeps and
+    `write_back` returns into the state at the rollout's end. Equal, up to float32
+    rounding, to the compiled `normalize_observation` and `rollout_act`; deterministic.
+    """
+
+    def observe(
+        self, obs: np.ndarray, final_obs: np.ndarray | None, final_mask: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Push the final observations `final_obs [E, ds]` (rows where `final_mask [E]`)
+        and normalise them, then push `obs [E, ds]` and normalise it; returns `(obs_n,
+        final_obs_n)`, float32 `[E, ds]` each (`final_obs_n` 0 without final observations)."""
+        ...
+
+    def act(self, obs_n: np.ndarray, noise: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """`rollout_act` on normalised `obs_n [E, ds]` with the draws `noise` (the seed's
+        slice of `acting_noise`'s pytree): `(env_action [E, da], raw_action [E, da],
+        log_prob [E])`, float32."""
+        ...
+
+    def write_back(self, state: Any) -> Any:
+        """`state` (the seed's, the one it was built from) with the statistics pushed."""
+        ...
 
 
 def no_observe(state: Any, info: LoopInfo) -> Any:

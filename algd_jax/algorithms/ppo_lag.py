@@ -534,6 +534,95 @@ def act(
 select_action = tuned_jit(act, static_argnames="deterministic")
 
 
+class HostActor:
+    """PPO-Lag's rollout acting for one seed in numpy float32 (`OnPolicyParts.host_actor`):
+    `normalize_observation` (the running statistics' pairwise update, then the clipped
+    normalisation) and `rollout_act_with_noise` (the policy's tanh MLP, the Gaussian draw,
+    its log-density, the map into the box), the same arithmetic in the same order as the
+    JAX functions, on the parameters of `state` (one seed's, no seed axis), fetched once.
+
+    Why: on a CPU one compiled call per env step costs several times the numpy arithmetic
+    of this small network (`docs/benchmarks.md`, the on-policy loop)."""
+
+    def __init__(self, state: PPOLagState) -> None:
+        config = state.config
+        params, norm, scale, bias = jax.device_get(
+            (state.actor.params, state.obs_norm, state.action_scale, state.action_bias)
+        )
+        f32 = lambda x: np.array(x, np.float32)  # noqa: E731
+        mean_net = params["mean"]
+        self.layers = [
+            (f32(mean_net[name]["kernel"]), f32(mean_net[name]["bias"]))
+            for name in ("hidden_0", "hidden_1", "out")
+        ]
+        self.log_std = f32(params["log_std"])
+        self.std, self.inv_std = np.exp(self.log_std), np.exp(-self.log_std)
+        self.log_norm = np.float32(0.5 * np.log(2.0 * np.pi))
+        self.scale, self.bias = f32(scale), f32(bias)
+        self.low, self.high = self.bias - self.scale, self.bias + self.scale
+        self.normalize, self.clip = config.obs_normalize, np.float32(config.obs_clip)
+        self.count = int(norm.count)
+        self.mean, self.sumsq = f32(norm.mean), f32(norm.sumsq)
+
+    def _push(self, obs: np.ndarray, mask: np.ndarray | None) -> None:
+        # obs_norm_push, float32
+        w = np.ones(obs.shape[0], np.float32) if mask is None else mask.astype(np.float32)
+        n_b = np.float32(w.sum())
+        if n_b == 0:
+            return
+        batch_mean = (w[:, None] * obs).sum(axis=0) / max(n_b, np.float32(1.0))
+        batch_sumsq = (w[:, None] * (obs - batch_mean) ** 2).sum(axis=0)
+        n_a = np.float32(self.count)
+        n = max(n_a + n_b, np.float32(1.0))
+        delta = batch_mean - self.mean
+        self.mean = self.mean + delta * n_b / n
+        self.sumsq = self.sumsq + batch_sumsq + delta**2 * n_a * n_b / n
+        self.count += int(n_b)
+
+    def _apply(self, obs: np.ndarray) -> np.ndarray:
+        # obs_norm_apply, float32
+        if self.count <= 1:
+            return obs.astype(np.float32, copy=True)
+        var = self.sumsq / np.float32(max(self.count - 1, 1))
+        std = np.maximum(np.sqrt(var), np.float32(1e-2))
+        return np.clip((obs - self.mean) / std, -self.clip, self.clip)
+
+    def observe(
+        self, obs: np.ndarray, final_obs: np.ndarray | None, final_mask: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        if not self.normalize:
+            final = np.zeros_like(obs) if final_obs is None else final_obs.astype(np.float32)
+            return obs.astype(np.float32, copy=True), final
+        final_n = np.zeros(obs.shape, np.float32)
+        if final_obs is not None and final_mask is not None and final_mask.any():
+            self._push(final_obs, final_mask)
+            final_n = self._apply(final_obs)
+        self._push(obs, None)
+        return self._apply(obs), final_n
+
+    def act(self, obs_n: np.ndarray, noise: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        x = obs_n
+        for i, (kernel, bias) in enumerate(self.layers):
+            x = x @ kernel + bias
+            if i < len(self.layers) - 1:
+                x = np.tanh(x)
+        raw = x + self.std * np.asarray(noise, np.float32)
+        z = (raw - x) * self.inv_std
+        log_prob = np.sum(-0.5 * z**2 - self.log_std - self.log_norm, axis=-1)
+        env_action = np.clip(self.bias + self.scale * raw, self.low, self.high)
+        return env_action, raw, log_prob
+
+    def write_back(self, state: PPOLagState) -> PPOLagState:
+        if not self.normalize:
+            return state
+        norm = ObsNorm(
+            count=jnp.asarray(self.count, jnp.int32),
+            mean=jnp.asarray(self.mean, jnp.float32),
+            sumsq=jnp.asarray(self.sumsq, jnp.float32),
+        )
+        return state.replace(obs_norm=norm)
+
+
 # ----------------------------------------------------------------------------- advantages
 
 # `bootstrap_values` (the `next_value_*` of a `Rollout`) is part of the on-policy contract, in
@@ -955,6 +1044,7 @@ ON_POLICY = OnPolicyParts(
     values=values,
     update_rollout=update_rollout,
     rollout_size=rollout_size,
+    host_actor=HostActor,
 )
 
 #: The registry entry, ready but not registered (see `register_ppo_lag`).

@@ -109,11 +109,17 @@ class OnPolicyLoop:
 
     Build with `OnPolicyLoop(config)`; `config.resume` selects continuing a run directory.
     `run()` trains to `config.total_steps` env steps per seed (a whole number of rollouts)
-    and returns a `TrainResult`.
+    and returns a `TrainResult`. `host_acting=False` acts through the compiled per-step
+    programs even where the algorithm has a `HostActor` (`vector_rollouts`; for
+    benchmarks and the tests that compare the two).
     """
 
     def __init__(
-        self, config: TrainConfig, run_root: Path = Path("runs"), clock: Clock | None = None
+        self,
+        config: TrainConfig,
+        run_root: Path = Path("runs"),
+        clock: Clock | None = None,
+        host_acting: bool = True,
     ) -> None:
         config = config.with_hparams().validate()
         self.config = config
@@ -166,6 +172,7 @@ class OnPolicyLoop:
             spec=spec,
             programs=self.programs,
             clock=clock,
+            host_acting=host_acting,
         )
         self.clock: Clock = clock if clock is not None else untimed
         self.eval_envs = [self._make_env() for _ in self.seeds] if config.eval_episodes else []
