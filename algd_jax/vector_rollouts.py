@@ -186,38 +186,54 @@ class _HostActing:
         self.states = states
         self.actors = [make(unstack(states, k)) for k in range(num_seeds)]
 
-    def act(self, obs_n: np.ndarray, noise: Any) -> Acted:
-        return self._act(obs_n, noise, np.zeros_like(obs_n))
+    @staticmethod
+    def _seed_noise(noise: Any) -> Callable[[int], Any]:
+        """Seed k's slice of one step's noise pytree (`[S, E, ...]` leaves)."""
+        leaves, treedef = jax.tree.flatten(noise)
+        if treedef.num_nodes == 1:  # one array (PPO-Lag's): no pytree to rebuild
+            return leaves[0].__getitem__
+        return lambda k: jax.tree.unflatten(treedef, [leaf[k] for leaf in leaves])
 
-    def _act(self, obs_n: np.ndarray, noise: Any, final_obs_n: np.ndarray) -> Acted:
-        outs = [
-            actor.act(obs_n[k], jax.tree.map(lambda x, k=k: x[k], noise))
-            for k, actor in enumerate(self.actors)
-        ]
-        env_action, raw, log_prob = (np.stack(parts) for parts in zip(*outs, strict=True))
-        return Acted(env_action, raw, log_prob, obs_n, final_obs_n)
+    def _act_into(self, acted: Acted, noise: Any) -> Acted:
+        noise_of = self._seed_noise(noise)
+        for k, actor in enumerate(self.actors):
+            acted.env_action[k], acted.raw_action[k], acted.log_prob[k] = actor.act(
+                acted.obs_n[k], noise_of(k)
+            )
+        return acted
+
+    def _new_acted(self, obs_n: np.ndarray, final_obs_n: np.ndarray, noise: Any) -> Acted:
+        shape = obs_n.shape[:2]
+        da = np.shape(jax.tree.leaves(noise)[0])[-1]
+        return Acted(
+            env_action=np.empty((*shape, da), np.float32),
+            raw_action=np.empty((*shape, da), np.float32),
+            log_prob=np.empty(shape, np.float32),
+            obs_n=obs_n,
+            final_obs_n=final_obs_n,
+        )
+
+    def act(self, obs_n: np.ndarray, noise: Any) -> Acted:
+        acted = self._new_acted(np.array(obs_n, np.float32), np.zeros_like(obs_n), noise)
+        return self._act_into(acted, noise)
 
     def step(
         self, obs: np.ndarray, noise: Any, final_obs: np.ndarray | None, final_mask: Any
     ) -> Acted:
-        if final_obs is None:
-            observed = self.observe(obs, None, None)
-        else:
-            observed = self.observe(obs, final_obs, final_mask)
-        return self._act(observed.obs_n, noise, observed.final_obs_n)
+        observed = self.observe(obs, final_obs, final_mask)
+        acted = self._new_acted(observed.obs_n, observed.final_obs_n, noise)
+        return self._act_into(acted, noise)
 
     def observe(
         self, obs: np.ndarray, final_obs: np.ndarray | None, final_mask: np.ndarray | None
     ) -> Observed:
-        outs = [
-            actor.observe(
-                obs[k],
-                None if final_obs is None else final_obs[k],
-                None if final_mask is None else final_mask[k],
-            )
-            for k, actor in enumerate(self.actors)
-        ]
-        obs_n, final_n = (np.stack(parts) for parts in zip(*outs, strict=True))
+        obs_n = np.empty(obs.shape, np.float32)
+        final_n = np.zeros(obs.shape, np.float32)
+        for k, actor in enumerate(self.actors):
+            if final_obs is None or final_mask is None or not final_mask[k].any():
+                obs_n[k], _ = actor.observe(obs[k], None, None)
+            else:
+                obs_n[k], final_n[k] = actor.observe(obs[k], final_obs[k], final_mask[k])
         return Observed(obs_n, final_n)
 
     def finish(self) -> Any:

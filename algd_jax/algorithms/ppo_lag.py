@@ -565,13 +565,18 @@ class HostActor:
         self.mean, self.sumsq = f32(norm.mean), f32(norm.sumsq)
 
     def _push(self, obs: np.ndarray, mask: np.ndarray | None) -> None:
-        # obs_norm_push, float32
-        w = np.ones(obs.shape[0], np.float32) if mask is None else mask.astype(np.float32)
-        n_b = np.float32(w.sum())
-        if n_b == 0:
-            return
-        batch_mean = (w[:, None] * obs).sum(axis=0) / max(n_b, np.float32(1.0))
-        batch_sumsq = (w[:, None] * (obs - batch_mean) ** 2).sum(axis=0)
+        # obs_norm_push, float32 (without a mask every weight is 1, which multiplies exactly)
+        if mask is None:
+            n_b = np.float32(obs.shape[0])
+            batch_mean = obs.sum(axis=0) / n_b
+            batch_sumsq = ((obs - batch_mean) ** 2).sum(axis=0)
+        else:
+            w = mask.astype(np.float32)
+            n_b = np.float32(w.sum())
+            if n_b == 0:
+                return
+            batch_mean = (w[:, None] * obs).sum(axis=0) / max(n_b, np.float32(1.0))
+            batch_sumsq = (w[:, None] * (obs - batch_mean) ** 2).sum(axis=0)
         n_a = np.float32(self.count)
         n = max(n_a + n_b, np.float32(1.0))
         delta = batch_mean - self.mean
@@ -585,7 +590,8 @@ class HostActor:
             return obs.astype(np.float32, copy=True)
         var = self.sumsq / np.float32(max(self.count - 1, 1))
         std = np.maximum(np.sqrt(var), np.float32(1e-2))
-        return np.clip((obs - self.mean) / std, -self.clip, self.clip)
+        # min(max(.)) is np.clip's arithmetic without its Python wrapper's cost
+        return np.minimum(np.maximum((obs - self.mean) / std, -self.clip), self.clip)
 
     def observe(
         self, obs: np.ndarray, final_obs: np.ndarray | None, final_mask: np.ndarray | None
@@ -608,8 +614,8 @@ class HostActor:
                 x = np.tanh(x)
         raw = x + self.std * np.asarray(noise, np.float32)
         z = (raw - x) * self.inv_std
-        log_prob = np.sum(-0.5 * z**2 - self.log_std - self.log_norm, axis=-1)
-        env_action = np.clip(self.bias + self.scale * raw, self.low, self.high)
+        log_prob = (-0.5 * z**2 - self.log_std - self.log_norm).sum(axis=-1)
+        env_action = np.minimum(np.maximum(self.bias + self.scale * raw, self.low), self.high)
         return env_action, raw, log_prob
 
     def write_back(self, state: PPOLagState) -> PPOLagState:
