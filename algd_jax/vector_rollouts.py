@@ -182,8 +182,10 @@ class _HostActing:
     from the seeds' states at the start; `finish` writes their statistics back. No
     compiled call per env step."""
 
-    def __init__(self, make: Callable[[Any], HostActor], states: Any, num_seeds: int) -> None:
-        self.states = states
+    def __init__(
+        self, make: Callable[[Any], HostActor], states: Any, num_seeds: int, act_dim: int
+    ) -> None:
+        self.states, self.act_dim = states, act_dim
         self.actors = [make(unstack(states, k)) for k in range(num_seeds)]
 
     @staticmethod
@@ -202,26 +204,25 @@ class _HostActing:
             )
         return acted
 
-    def _new_acted(self, obs_n: np.ndarray, final_obs_n: np.ndarray, noise: Any) -> Acted:
+    def _new_acted(self, obs_n: np.ndarray, final_obs_n: np.ndarray) -> Acted:
         shape = obs_n.shape[:2]
-        da = np.shape(jax.tree.leaves(noise)[0])[-1]
         return Acted(
-            env_action=np.empty((*shape, da), np.float32),
-            raw_action=np.empty((*shape, da), np.float32),
+            env_action=np.empty((*shape, self.act_dim), np.float32),
+            raw_action=np.empty((*shape, self.act_dim), np.float32),
             log_prob=np.empty(shape, np.float32),
             obs_n=obs_n,
             final_obs_n=final_obs_n,
         )
 
     def act(self, obs_n: np.ndarray, noise: Any) -> Acted:
-        acted = self._new_acted(np.array(obs_n, np.float32), np.zeros_like(obs_n), noise)
+        acted = self._new_acted(np.array(obs_n, np.float32), np.zeros_like(obs_n))
         return self._act_into(acted, noise)
 
     def step(
         self, obs: np.ndarray, noise: Any, final_obs: np.ndarray | None, final_mask: Any
     ) -> Acted:
         observed = self.observe(obs, final_obs, final_mask)
-        acted = self._new_acted(observed.obs_n, observed.final_obs_n, noise)
+        acted = self._new_acted(observed.obs_n, observed.final_obs_n)
         return self._act_into(acted, noise)
 
     def observe(
@@ -318,7 +319,7 @@ class VectorCollector:
         """How this rollout acts: the algorithm's `HostActor`s where it has one (and
         `host_acting`), else the compiled per-step programs."""
         if self.host_actor is not None:
-            return _HostActing(self.host_actor, states, len(self.seeds))
+            return _HostActing(self.host_actor, states, len(self.seeds), self.spec.act_dim)
         return _CompiledActing(self.programs, states)
 
     def restore(self, saved: CollectorState) -> None:

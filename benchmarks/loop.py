@@ -239,12 +239,13 @@ def on_policy_main(args: Any) -> dict[str, Any]:
             run = on_policy_run(args.algo, args.steps, s, args.num_envs, args.seed_axis, acting)
             runs.append(run)
             shares = ", ".join(f"{k} {v:.0%}" for k, v in run["shares"].items())
+            passes = run["update_passes"]
+            passes_text = "" if passes is None else f"{passes:.0f} update passes; "
             print(
                 f"{args.algo} S={s} E={args.num_envs} acting={acting}: "
                 f"{run['env_steps_per_s_total']:.0f} env steps/s (loop), "
                 f"{run['env_only_env_steps_per_s_total']:.0f} env-only, ratio "
-                f"{run['loop_over_env_only']:.2f}; {run['update_passes']:.0f} update passes; "
-                f"{shares}",
+                f"{run['loop_over_env_only']:.2f}; {passes_text}{shares}",
                 flush=True,
             )
     result = {"benchmark": "loop", "machine": machine_info(), "runs": runs}
